@@ -1,0 +1,1 @@
+"""Callbacks for `model.fit`: warmup, plateau decay with schedules, snapshots, diagnostics."""

@@ -1,0 +1,1 @@
+"""`tf.distribute` helpers: strategy selection, scaling rules, multi-worker support."""

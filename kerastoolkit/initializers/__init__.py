@@ -1,0 +1,1 @@
+"""Initializers Keras lacks (data-driven LSUV)."""

@@ -1,0 +1,1 @@
+"""Normalization, noise and regularization layers Keras lacks."""

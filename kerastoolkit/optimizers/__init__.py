@@ -1,0 +1,1 @@
+"""Optimizers Keras lacks, built on `keras.optimizers.Optimizer`."""

@@ -1,0 +1,1 @@
+"""Named training recipes, stored as data."""

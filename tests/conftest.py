@@ -1,0 +1,55 @@
+"""Shared fixtures. The TensorFlow set-up runs before any test touches a device."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPU devices so that MirroredStrategy has two replicas on
+    # this machine. This must happen before TensorFlow initialises its
+    # devices, so it runs at import time of the test session.
+    _cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            _cpus[0],
+            [tf.config.LogicalDeviceConfiguration()] * 2,
+        )
+    except RuntimeError:  # devices already initialised by a plugin
+        pass
+
+
+requires_tensorflow = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="needs the TensorFlow backend"
+)
+
+
+@pytest.fixture
+def mirrored_strategy():
+    """A `tf.distribute.MirroredStrategy` with 2 replicas on 2 logical CPUs."""
+    if BACKEND != "tensorflow":
+        raise RuntimeError("mirrored_strategy needs KERAS_BACKEND=tensorflow")
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    if len(devices) < 2:
+        raise RuntimeError(
+            f"Expected 2 logical CPU devices for MirroredStrategy, got {devices}"
+        )
+    strategy = tf.distribute.MirroredStrategy(devices)
+    assert strategy.num_replicas_in_sync == 2
+    return strategy
+
+
+@pytest.fixture(autouse=True)
+def _clear_keras_session():
+    """Fresh Keras name scopes and seeds for every test."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
