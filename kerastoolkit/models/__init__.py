@@ -1,0 +1,3 @@
+"""Models: default classifiers for the offline datasets, ensembles, distillation, TTA."""
+
+from kerastoolkit.models.classifiers import default_classifier

@@ -1,0 +1,99 @@
+"""Small, well-configured classifiers for the toolkit's offline datasets."""
+
+import keras
+
+
+def default_classifier(input_shape, num_classes, normalization_data=None, name=None):
+    """A small classifier suited to the input's rank.
+
+    The first layer is a `keras.layers.Normalization` whose per-feature (or
+    per-channel) mean and variance are computed from the training inputs:
+    statistics saved from the training set and applied at test time, inside
+    the model, so an exported SavedModel takes the same raw inputs.
+
+    - vectors `(d,)`: a two-hidden-layer MLP with dropout;
+    - sequences `(length, channels)` or `(length,)`: a 1D CNN;
+    - images `(h, w, c)`: two 3×3 convolution blocks with batch
+      normalization (stride-free for images of at most 8 pixels), global
+      average pooling and dropout.
+
+    The last layer is a softmax over `num_classes`.
+
+    Args:
+        input_shape: shape of one example, without the batch dimension.
+        num_classes: number of classes, at least 2.
+        normalization_data: training inputs (array or `tf.data.Dataset` of
+            inputs) to adapt the normalization to. `None` leaves the
+            normalization layer out. Defaults to `None`.
+        name: model name. Defaults to `None`.
+
+    Returns:
+        An uncompiled functional `keras.Model`.
+
+    Raises:
+        ValueError: for a non-positive dimension or fewer than 2 classes.
+
+    Example:
+    >>> model = default_classifier((8, 8, 1), 10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if not input_shape or any(d <= 0 for d in input_shape):
+        raise ValueError(
+            "`input_shape` must be non-empty with positive dimensions. "
+            f"Received: input_shape={input_shape}"
+        )
+    if int(num_classes) < 2:
+        raise ValueError(
+            f"`num_classes` must be at least 2. Received: num_classes={num_classes}"
+        )
+    inputs = keras.Input(input_shape)
+    x = inputs
+    if len(input_shape) == 1 and input_shape[0] >= 32:
+        x = keras.layers.Reshape(input_shape + (1,))(x)  # a signal, e.g. mnist1d
+    if normalization_data is not None:
+        norm = keras.layers.Normalization(axis=-1)
+        norm.adapt(_as_rank(normalization_data, x.shape))
+        x = norm(x)
+    rank = len(x.shape) - 1
+    if rank == 1:
+        for units in (256, 128):
+            x = keras.layers.Dense(units, activation="relu")(x)
+            x = keras.layers.Dropout(0.2)(x)
+    elif rank == 2:
+        for filters in (32, 64):
+            x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False)(x)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation("relu")(x)
+            x = keras.layers.MaxPooling1D(2)(x)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(128, activation="relu")(x)
+        x = keras.layers.Dropout(0.2)(x)
+    elif rank == 3:
+        small = min(input_shape[:2]) <= 8
+        for filters in (32, 64):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation("relu")(x)
+            if not small:
+                x = keras.layers.MaxPooling2D(2)(x)
+        x = keras.layers.GlobalAveragePooling2D()(x) if small else keras.layers.Flatten()(x)
+        x = keras.layers.Dropout(0.3)(x)
+        if not small:
+            x = keras.layers.Dense(128, activation="relu")(x)
+            x = keras.layers.Dropout(0.3)(x)
+    else:
+        raise ValueError(
+            "`input_shape` must have rank 1, 2 or 3. "
+            f"Received: input_shape={input_shape}"
+        )
+    outputs = keras.layers.Dense(int(num_classes), activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _as_rank(data, symbolic_shape):
+    """Reshapes array inputs to the (batch,) + shape the normalization sees."""
+    if hasattr(data, "shape") and len(data.shape) == len(symbolic_shape) - 1:
+        return keras.ops.convert_to_numpy(data).reshape((-1,) + tuple(symbolic_shape[1:]))
+    return data
