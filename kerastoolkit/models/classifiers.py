@@ -14,8 +14,8 @@ def default_classifier(input_shape, num_classes, normalization_data=None, name=N
     - vectors `(d,)`: a two-hidden-layer MLP with dropout;
     - sequences `(length, channels)` or `(length,)`: a 1D CNN;
     - images `(h, w, c)`: two 3×3 convolution blocks with batch
-      normalization (stride-free for images of at most 8 pixels), global
-      average pooling and dropout.
+      normalization (2×2 max pooling after each unless the image is at most
+      8 pixels wide), a 128-unit dense layer and dropout.
 
     The last layer is a softmax over `num_classes`.
 
@@ -78,11 +78,10 @@ def default_classifier(input_shape, num_classes, normalization_data=None, name=N
             x = keras.layers.Activation("relu")(x)
             if not small:
                 x = keras.layers.MaxPooling2D(2)(x)
-        x = keras.layers.GlobalAveragePooling2D()(x) if small else keras.layers.Flatten()(x)
+        x = keras.layers.Flatten()(x)
         x = keras.layers.Dropout(0.3)(x)
-        if not small:
-            x = keras.layers.Dense(128, activation="relu")(x)
-            x = keras.layers.Dropout(0.3)(x)
+        x = keras.layers.Dense(128, activation="relu")(x)
+        x = keras.layers.Dropout(0.3)(x)
     else:
         raise ValueError(
             "`input_shape` must have rank 1, 2 or 3. "

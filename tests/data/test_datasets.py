@@ -1,0 +1,131 @@
+"""Offline datasets: TFDS builders, splits, scaling, shuffling, errors."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_digits_matches_scikit_learn_and_split_is_fixed(data_dir):
+    from sklearn.datasets import load_digits
+
+    import kerastoolkit as kt
+
+    x_train, y_train = kt.data.load("digits", "train", as_numpy=True, data_dir=data_dir)
+    x_test, y_test = kt.data.load("digits", "test", as_numpy=True, data_dir=data_dir)
+    assert x_train.shape == (1437, 8, 8, 1) and x_test.shape == (360, 8, 8, 1)
+    assert x_train.dtype == np.float32 and x_train.min() == 0.0 and x_train.max() == 1.0
+    # Every example is one of scikit-learn's digits, scaled by 1/16, with its label.
+    bunch = load_digits()
+    reference = {bunch.images[i].astype(np.uint8).tobytes(): bunch.target[i] for i in range(len(bunch.target))}
+    for x, y in zip(np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])):
+        assert reference[(x[..., 0] * 16).round().astype(np.uint8).tobytes()] == y
+    # The two splits together are the whole data set, and disjoint.
+    assert len(x_train) + len(x_test) == len(bunch.target)
+    # Stratified: every class is in the test split with its share.
+    counts = np.bincount(y_test, minlength=10)
+    expected = np.bincount(bunch.target, minlength=10) * 360 / 1797
+    assert np.all(np.abs(counts - expected) <= 1)
+    # Fixed: a second preparation in another folder gives the same split.
+    other = kt.data.load("digits", "test", as_numpy=True, data_dir=data_dir + "_again")
+    np.testing.assert_array_equal(np.sort(other[0].reshape(360, -1), axis=0), np.sort(x_test.reshape(360, -1), axis=0))
+
+
+def test_tfds_load_works_offline(data_dir):
+    import tensorflow_datasets as tfds
+
+    import kerastoolkit as kt
+
+    kt.data.prepare("digits", data_dir)
+    ds = tfds.load("kt_digits", split="test", data_dir=data_dir, download=False, as_supervised=True)
+    assert int(ds.cardinality()) == 360
+    x, y = next(iter(ds))
+    assert x.shape == (8, 8, 1) and int(y) in range(10)
+
+
+def test_training_pipeline_shuffles_by_default_and_test_does_not(data_dir):
+    import kerastoolkit as kt
+
+    train = kt.data.load("digits", "train", batch_size=1437, data_dir=data_dir)
+    first = next(iter(train))[1].numpy()
+    second = next(iter(train))[1].numpy()
+    assert not np.array_equal(first, second)  # reshuffled every epoch
+    np.testing.assert_array_equal(np.sort(first), np.sort(second))
+    test = kt.data.load("digits", "test", batch_size=360, data_dir=data_dir)
+    np.testing.assert_array_equal(next(iter(test))[1].numpy(), next(iter(test))[1].numpy())
+    batches = kt.data.load("digits", "train[:100]", batch_size=32, shuffle=False, data_dir=data_dir)
+    assert [int(b[0].shape[0]) for b in batches] == [32, 32, 32, 4]
+
+
+def test_mnist1d_is_generated_not_downloaded(data_dir, monkeypatch):
+    import mnist1d.data
+
+    import kerastoolkit as kt
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("get_dataset downloads; it must never be called")
+
+    monkeypatch.setattr(mnist1d.data, "get_dataset", no_download)
+    x, y = kt.data.load("mnist1d", "train", as_numpy=True, data_dir=data_dir)
+    reference = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
+    assert x.shape == (4000, 40) and set(np.unique(y)) == set(range(10))
+    order = np.lexsort(x.T)
+    ref_order = np.lexsort(reference["x"].T)
+    np.testing.assert_allclose(x[order], reference["x"][ref_order], rtol=1e-6)
+    np.testing.assert_array_equal(y[order], reference["y"][ref_order])
+
+
+def test_fashion_mnist_reads_the_debian_files(tmp_path, monkeypatch):
+    import gzip
+
+    import kerastoolkit as kt
+    from kerastoolkit.data import sources
+
+    # A tiny stand-in in the idx format, so the test checks the parser exactly.
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fmnist"
+    folder.mkdir()
+    arrays = {}
+    for split, (images_name, labels_name), n in [
+        ("train", sources._FASHION_FILES["train"], 5),
+        ("test", sources._FASHION_FILES["test"], 3),
+    ]:
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+        with gzip.open(folder / images_name, "wb") as f:
+            f.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in images.shape) + images.tobytes())
+        with gzip.open(folder / labels_name, "wb") as f:
+            f.write(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
+        arrays[split] = (images, labels)
+    monkeypatch.setenv(sources.FASHION_MNIST_ENV, str(folder))
+    x, y = kt.data.load("fashion_mnist", "test", as_numpy=True, data_dir=str(tmp_path / "tfds"))
+    order = np.argsort([a.tobytes() for a in x])
+    ref = arrays["test"]
+    ref_order = np.argsort([(a[..., None] / 255.0).astype(np.float32).tobytes() for a in ref[0]])
+    np.testing.assert_allclose(x[order][..., 0], ref[0][ref_order] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y[order], ref[1][ref_order])
+
+
+def test_fashion_mnist_missing_says_how_to_install(tmp_path, monkeypatch):
+    import kerastoolkit as kt
+    from kerastoolkit.data import sources
+
+    monkeypatch.setenv(sources.FASHION_MNIST_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        kt.data.load("fashion_mnist", data_dir=str(tmp_path / "tfds"))
+
+
+def test_bad_arguments_are_named():
+    import kerastoolkit as kt
+
+    with pytest.raises(ValueError, match=r"Did you mean 'digits'.*Received: name='digit'"):
+        kt.data.load("digit")
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        kt.data.load("digits", batch_size=0)
