@@ -1,0 +1,41 @@
+"""CI's JAX job: the schedule and optimizer tests again, under `KERAS_BACKEND=jax`.
+
+Keras picks its backend once per process, so the job runs in a child pytest
+process. It is part of the README's single test command.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from tests.harness import subprocess_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JAX_SUITES = ["tests/schedules", "tests/optimizers"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the job that starts the JAX run")
+def test_schedules_and_optimizers_pass_on_the_jax_backend():
+    import jax  # noqa: F401  (the test extra installs JAX's CPU build)
+
+    env = subprocess_env()
+    env["KERAS_BACKEND"] = "jax"
+    env["JAX_PLATFORMS"] = "cpu"
+    suites = [s for s in JAX_SUITES if os.path.isdir(os.path.join(ROOT, s))]
+    assert suites, "no schedule or optimizer tests found"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    # Exit code 5 (no tests collected) fails here like any other failure.
+    assert result.returncode == 0, f"JAX job failed ({summary}):\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert " passed" in summary and "failed" not in summary, summary
