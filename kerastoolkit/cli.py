@@ -26,14 +26,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(name):
+def _positive_int(name, minimum=1):
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
     def parse(text):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {value}")
         return value
 
     return parse
@@ -113,6 +115,17 @@ def build_parser():
         help="fraction of the training split held out for validation curves (default: 0.1)",
     )
     train.add_argument(
+        "--early-stopping-patience",
+        type=_positive_int("--early-stopping-patience", minimum=0),
+        default=8,
+        metavar="EPOCHS",
+        help=(
+            "stop when the validation loss has not improved for this many epochs and "
+            "restore the best weights (keras.callbacks.EarlyStopping); 0 turns it off "
+            "(default: 8; needs --validation-fraction > 0)"
+        ),
+    )
+    train.add_argument(
         "--out",
         help="export root; the model goes to OUT/<next version>/ (default: savedmodels/DATASET)",
     )
@@ -179,6 +192,16 @@ def run_train(args):
     )
     staging = tempfile.mkdtemp(prefix=".train-", dir=out)
     history_csv = os.path.join(staging, "history.csv")
+    callbacks = [keras.callbacks.CSVLogger(history_csv)]
+    if validation is not None and args.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=args.early_stopping_patience,
+                restore_best_weights=True,
+                verbose=1 if args.verbose else 0,
+            )
+        )
     history = model.fit(
         x_fit,
         y_fit,
@@ -186,7 +209,7 @@ def run_train(args):
         epochs=epochs,
         validation_data=validation,
         shuffle=True,
-        callbacks=[keras.callbacks.CSVLogger(history_csv)],
+        callbacks=callbacks,
         verbose=args.verbose,
     )
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
