@@ -6,12 +6,15 @@
 """
 
 import argparse
+import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 
 # Datasets the command knows, with defaults that train a good model quickly on
 # 2 CPU cores. Kept here, not imported from kt.data, so `--help` is fast.
+PRESET_NAMES = ("adam", "karpathy_adam", "sgd_warmup_cosine", "snapshot_ensemble")
 TRAIN_DEFAULTS = {
     "digits": {"epochs": 30, "batch_size": 32},
     "fashion_mnist": {"epochs": 10, "batch_size": 128},
@@ -103,10 +106,43 @@ def build_parser():
         help="mini-batch size (default: 32 for digits, 128 for fashion_mnist, 64 for mnist1d)",
     )
     train.add_argument(
+        "--preset",
+        default="adam",
+        choices=PRESET_NAMES,
+        help=(
+            "training recipe from kt.presets: optimizer, schedule, warmup and callbacks "
+            "(default: adam; the flags below override its parts)"
+        ),
+    )
+    train.add_argument(
         "--learning-rate",
         type=_positive_float("--learning-rate"),
-        default=1e-3,
-        help="Adam learning rate (default: 1e-3, the lecture's Adam default)",
+        help="base learning rate (default: the preset's, 1e-3 for adam)",
+    )
+    train.add_argument(
+        "--warmup-epochs",
+        type=_positive_int("--warmup-epochs", minimum=0),
+        metavar="EPOCHS",
+        help="linear warmup of the learning rate from 0 over this many epochs, step by step (default: the preset's)",
+    )
+    train.add_argument(
+        "--plateau-patience",
+        type=_positive_int("--plateau-patience", minimum=0),
+        metavar="EPOCHS",
+        help=(
+            "divide the learning rate by 10 after this many epochs without validation-loss "
+            "improvement (kt.callbacks.PlateauDecay, works with schedules); 0 turns it off "
+            "(default: the preset's, 4 for adam)"
+        ),
+    )
+    train.add_argument(
+        "--snapshots",
+        type=_positive_int("--snapshots"),
+        metavar="M",
+        help=(
+            "snapshot ensemble: a cyclic cosine learning rate with M cycles, one snapshot per "
+            "cycle, and the averaged ensemble is what gets exported (turns early stopping off)"
+        ),
     )
     train.add_argument(
         "--validation-fraction",
@@ -117,12 +153,11 @@ def build_parser():
     train.add_argument(
         "--early-stopping-patience",
         type=_positive_int("--early-stopping-patience", minimum=0),
-        default=8,
         metavar="EPOCHS",
         help=(
             "stop when the validation loss has not improved for this many epochs and "
             "restore the best weights (keras.callbacks.EarlyStopping); 0 turns it off "
-            "(default: 8; needs --validation-fraction > 0)"
+            "(default: the preset's, 8 for adam)"
         ),
     )
     train.add_argument(
@@ -157,13 +192,50 @@ def _check_writable(root):
     return None
 
 
+def _recipe(kt, args, has_validation):
+    """The preset with the command line's overrides applied."""
+    recipe = kt.presets.get(args.preset)
+    config = dict(recipe.config)
+    if args.learning_rate is not None:
+        config["learning_rate"] = args.learning_rate
+        config["reference_batch_size"] = None  # the rate given is the rate used
+    if args.warmup_epochs is not None:
+        config["warmup_epochs"] = args.warmup_epochs
+    if args.plateau_patience is not None:
+        config["plateau"] = (
+            dict(config["plateau"] or {"monitor": "val_loss", "factor": 0.1}, patience=args.plateau_patience)
+            if args.plateau_patience
+            else None
+        )
+    if args.early_stopping_patience is not None:
+        config["early_stopping"] = (
+            dict(
+                config["early_stopping"] or {"monitor": "val_loss", "restore_best_weights": True},
+                patience=args.early_stopping_patience,
+            )
+            if args.early_stopping_patience
+            else None
+        )
+    if args.snapshots is not None:
+        # The cycles restart from the base rate: no other schedule, no warmup
+        # (it would shift the cycles off the epoch ends), no early stopping.
+        config.update(snapshots=args.snapshots, schedule="cyclic_cosine", warmup_epochs=0, early_stopping=None)
+    if not has_validation:  # nothing to monitor
+        config.update(plateau=None, early_stopping=None)
+    return dataclasses.replace(recipe, config=config)
+
+
 def run_train(args):
+    if args.snapshots and args.warmup_epochs:
+        return _fail("--snapshots and --warmup-epochs do not combine: a warmup shifts the snapshot cycles", 2)
     out = args.out or os.path.join("savedmodels", args.dataset)
     problem = _check_writable(out)
     if problem:
         return _fail(problem, 2)
     defaults = TRAIN_DEFAULTS[args.dataset]
     epochs = args.epochs or defaults["epochs"]
+    if args.snapshots and args.snapshots > epochs:
+        return _fail(f"--snapshots {args.snapshots} needs at least as many epochs, got --epochs {epochs}", 2)
     batch_size = args.batch_size or defaults["batch_size"]
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -185,23 +257,26 @@ def run_train(args):
     model = kt.models.default_classifier(
         meta.input_shape, meta.num_classes, normalization_data=x_fit, name=f"{args.dataset}_classifier"
     )
+    recipe = _recipe(kt, args, has_validation=validation is not None)
+    steps_per_epoch = -(-len(x_fit) // batch_size)
     model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
+        optimizer=recipe.optimizer(steps_per_epoch=steps_per_epoch, epochs=epochs, batch_size=batch_size),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     staging = tempfile.mkdtemp(prefix=".train-", dir=out)
     history_csv = os.path.join(staging, "history.csv")
-    callbacks = [keras.callbacks.CSVLogger(history_csv)]
-    if validation is not None and args.early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=args.early_stopping_patience,
-                restore_best_weights=True,
-                verbose=1 if args.verbose else 0,
-            )
-        )
+    callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"))
+    # CSVLogger after PlateauDecay so that it records the effective learning rate.
+    callbacks.append(keras.callbacks.CSVLogger(history_csv))
+    overrides = [
+        f"--{flag.replace('_', '-')} {getattr(args, flag)}"
+        for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience", "snapshots")
+        if getattr(args, flag) is not None
+    ]
+    print(f"preset {recipe.name}: {kt.presets.get(recipe.name).description}")
+    if overrides:
+        print(f"  overridden by {', '.join(overrides)}")
     history = model.fit(
         x_fit,
         y_fit,
@@ -212,6 +287,11 @@ def run_train(args):
         callbacks=callbacks,
         verbose=args.verbose,
     )
+    snapshot = next((c for c in callbacks if isinstance(c, kt.callbacks.SnapshotEnsemble)), None)
+    if snapshot is not None:
+        model = snapshot.ensemble
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        print(f"snapshot ensemble of {len(model.members)} models")
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
 
@@ -221,7 +301,7 @@ def run_train(args):
     kt.diagnostics.plot_history(
         history, os.path.join(version_dir, "curves.png"), title=f"{args.dataset}: learning curves"
     )
-    os.rmdir(staging)
+    shutil.rmtree(staging)
     print(f"SavedModel: {version_dir}  (model.keras, history.csv and curves.png beside it)")
     return 0
 

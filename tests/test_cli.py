@@ -50,6 +50,11 @@ def test_help_explains_every_flag(capsys):
         (["--batch-size", "x"], "--batch-size must be a positive integer, got 'x'"),
         (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
         (["--early-stopping-patience", "-1"], "--early-stopping-patience must be an integer >= 0, got -1"),
+        (["--preset", "adamw"], "invalid choice: 'adamw'"),
+        (["--snapshots", "0"], "--snapshots must be a positive integer, got 0"),
+        (["--warmup-epochs", "-1"], "--warmup-epochs must be an integer >= 0, got -1"),
+        (["--snapshots", "2", "--warmup-epochs", "1"], "--snapshots and --warmup-epochs do not combine"),
+        (["--snapshots", "5", "--epochs", "3"], "--snapshots 5 needs at least as many epochs, got --epochs 3"),
         (["--out", "/dev/null/models"], "cannot write to output directory '/dev/null/models'"),
     ],
 )
@@ -113,3 +118,34 @@ def test_train_fashion_mnist_one_epoch(tmp_path):
     accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
     assert accuracy > 0.8  # one epoch of the 2-conv net; the published 2-conv baselines are 87.6-91.6%
     assert os.path.exists(tmp_path / "fm" / "1" / "saved_model.pb")
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_train_with_warmup_plateau_and_snapshots_exports_the_ensemble(tmp_path, capsys):
+    import kerastoolkit as kt
+
+    out = str(tmp_path / "snap")
+    argv = ["train", "--out", out, "--epochs", "9", "--snapshots", "3",
+            "--plateau-patience", "2", "--preset", "sgd_warmup_cosine", "--verbose", "0"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "snapshot ensemble of 3 models" in printed
+    assert "overridden by --plateau-patience 2, --snapshots 3" in printed
+    version = os.path.join(out, "1")
+    ensemble = keras.saving.load_model(os.path.join(version, "model.keras"))
+    assert isinstance(ensemble, kt.models.Ensemble) and len(ensemble.members) == 3
+    x_test, _ = kt.data.load("digits", "test", as_numpy=True)
+    served = kt.export.load(version)(x_test)
+    assert np.max(np.abs(served - ensemble.predict(x_test, verbose=0))) < 1e-5
+    with open(os.path.join(version, "history.csv")) as f:
+        rates = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+    assert len(rates) == 9
+    # The rate logged after an epoch is the one the next step uses (as Keras
+    # logs it). Cycle 1 anneals from the preset's 0.1 x 32/256, and after its
+    # last epoch the rate is back at the restart value (no plateau reduction
+    # can happen before epoch 3 with patience 2).
+    peak = 0.1 * 32 / 256
+    assert rates[0] == pytest.approx(peak / 2 * (1 + np.cos(np.pi / 3)), rel=1e-5)
+    assert rates[1] == pytest.approx(peak / 2 * (1 + np.cos(2 * np.pi / 3)), rel=1e-5)
+    assert rates[2] == pytest.approx(peak, rel=1e-5)

@@ -1,1 +1,11 @@
 """Callbacks for `model.fit`: warmup, plateau decay with schedules, snapshots, diagnostics."""
+
+from kerastoolkit.callbacks.lr_finder import LRFinder
+from kerastoolkit.callbacks.lr_finder import find_learning_rate
+from kerastoolkit.callbacks.momentum import MomentumSchedule
+from kerastoolkit.callbacks.plateau import PlateauDecay
+from kerastoolkit.callbacks.precise_bn import PreciseBatchNorm
+from kerastoolkit.callbacks.precise_bn import recompute_batchnorm_statistics
+from kerastoolkit.callbacks.snapshot import SnapshotEnsemble
+from kerastoolkit.callbacks.swa import SWA
+from kerastoolkit.callbacks.warmup import Warmup

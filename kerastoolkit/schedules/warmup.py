@@ -6,12 +6,10 @@ from keras import ops
 from kerastoolkit.schedules import _base
 
 
-# Registered as "kerastoolkit>WarmupSchedule": the name "kerastoolkit>Warmup"
-# is taken by the callback `kt.callbacks.Warmup`, and a `.keras` file must find
-# this class whatever the import order.
-@keras.saving.register_keras_serializable(
-    package="kerastoolkit", name="WarmupSchedule"
-)
+# Registered as "kerastoolkit>Warmup" (it is what `.keras` files store in an
+# optimizer's config); the callback `kt.callbacks.Warmup` registers as
+# "kerastoolkit>WarmupCallback" so the two never shadow each other.
+@keras.saving.register_keras_serializable(package="kerastoolkit")
 class Warmup(_base.EpochSchedule):
     """A linear warmup from `start` to `schedule(0)`, then `schedule`, shifted.
 

@@ -1,0 +1,187 @@
+"""`SnapshotEnsemble`: cyclic cosine learning rate and one snapshot per cycle."""
+
+import glob
+import math
+import os
+import re
+
+import keras
+
+from kerastoolkit.callbacks import _common
+from kerastoolkit.schedules.cyclic_cosine import CyclicCosine
+
+_SNAPSHOT = re.compile(r"snapshot_(\d+)\.keras$")
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class SnapshotEnsemble(keras.callbacks.Callback):
+    """Snapshot ensembles: "train 1, get M for free" (Huang et al. 2017).
+
+    The learning rate follows a cyclic cosine annealing with `M = cycles`
+    restarts over `T` steps (`T = total_epochs` times the steps per epoch,
+    with the cycle length rounded up to whole epochs, `E = ceil(total_epochs / M)`),
+
+    ```
+    lr(t) = η0 / 2 · (cos(π · mod(t, E·S) / (E·S)) + 1)      (S = steps per epoch)
+    ```
+
+    (`kt.schedules.CyclicCosine`, installed on the optimizer when `fit`
+    starts). At the end of every cycle, where the rate is lowest and the model
+    sits in a local minimum, the model is saved as
+    `directory/snapshot_<k>.keras`. When training ends, `self.ensemble` is a
+    `kt.models.Ensemble` of the snapshots (it averages their predicted class
+    distributions); `kt.models.Ensemble.load(directory)` rebuilds it later.
+
+    The rate follows from the optimizer step and the snapshots from the
+    files, so a run resumed by `keras.callbacks.BackupAndRestore` ends with
+    the same snapshots as an uninterrupted run. A run that starts at epoch 0
+    first removes older `snapshot_*.keras` files from `directory`.
+
+    Args:
+        cycles: int >= 1, `M`, the number of cycles and snapshots.
+        total_epochs: int >= `cycles`, the epochs of the `fit` call.
+        directory: where the snapshots are written.
+        initial_learning_rate: float > 0, `η0`, the rate at each restart, or
+            `None` for the optimizer's rate when `fit` starts. Defaults to `None`.
+        verbose: int, 1 prints each snapshot. Defaults to `0`.
+
+    Raises:
+        ValueError: for `cycles < 1`, `total_epochs < cycles` or a
+            non-positive `initial_learning_rate`.
+        TypeError: for a value of the wrong type.
+
+    Example:
+
+    ```python
+    snapshots = kt.callbacks.SnapshotEnsemble(cycles=5, total_epochs=50, directory="snaps")
+    model.fit(x, y, epochs=50, callbacks=[snapshots])
+    snapshots.ensemble.predict(x_test)
+    ```
+
+    References:
+        - [Huang et al., 2017](https://arxiv.org/abs/1704.00109), "Snapshot
+          Ensembles: Train 1, get M for free", Eq. (2).
+    """
+
+    def __init__(self, cycles, total_epochs, directory, initial_learning_rate=None, verbose=0):
+        super().__init__()
+        self.cycles = _common.check_int("cycles", cycles, 1)
+        self.total_epochs = _common.check_int("total_epochs", total_epochs, 1)
+        if self.total_epochs < self.cycles:
+            raise ValueError(
+                "Argument `total_epochs` must be at least `cycles` "
+                f"({self.cycles}): one snapshot per cycle. "
+                f"Received: total_epochs={self.total_epochs}"
+            )
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise TypeError(
+                f"Argument `directory` must be a path. Received: directory={directory!r}"
+            )
+        self.directory = os.fspath(directory)
+        if initial_learning_rate is not None:
+            initial_learning_rate = _common.check_float(
+                "initial_learning_rate", initial_learning_rate
+            )
+            if initial_learning_rate <= 0:
+                raise ValueError(
+                    "Argument `initial_learning_rate` must be > 0. "
+                    f"Received: initial_learning_rate={initial_learning_rate}"
+                )
+        self.initial_learning_rate = initial_learning_rate
+        self.verbose = _common.check_int("verbose", verbose, 0)
+        self.epochs_per_cycle = math.ceil(self.total_epochs / self.cycles)
+        self.schedule = None
+        self.snapshot_paths = []
+        self.ensemble = None
+
+    def set_params(self, params):
+        super().set_params(params)
+        if self.model is not None and getattr(self.model, "optimizer", None) is not None:
+            self._install(params)
+
+    def _install(self, params):
+        optimizer = _common.check_optimizer(self, self.model)
+        current = _common.lr_object(optimizer)
+        if self.schedule is not None and any(
+            s is self.schedule for s in _common.schedule_chain(current)
+        ):
+            return
+        steps = (params or {}).get("steps")
+        if not steps:
+            raise ValueError(
+                "`SnapshotEnsemble` needs the number of steps per epoch; pass "
+                f"`steps_per_epoch` to `fit`. Received: steps={steps}"
+            )
+        eta0 = self.initial_learning_rate or getattr(self, "_eta0", None)
+        if eta0 is None:
+            eta0 = _common.current_learning_rate(optimizer)
+        self._eta0 = eta0  # a later `fit` restarts from the same η0
+        steps_per_cycle = self.epochs_per_cycle * int(steps)
+        self.schedule = CyclicCosine(
+            eta0, total=self.cycles * steps_per_cycle, cycles=self.cycles
+        )
+        _common.install_schedule(self.model, optimizer, self.schedule)
+
+    def _existing(self):
+        found = {}
+        for path in glob.glob(os.path.join(self.directory, "snapshot_*.keras")):
+            match = _SNAPSHOT.search(path)
+            if match:
+                found[int(match.group(1))] = path
+        return found
+
+    def on_train_begin(self, logs=None):
+        if self.schedule is None:
+            self._install(self.params)
+        self._first_epoch = True
+        self.ensemble = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._first_epoch:
+            return
+        self._first_epoch = False
+        done = epoch // self.epochs_per_cycle  # cycles completed before this epoch
+        existing = self._existing()
+        for k, path in existing.items():
+            if k > done:  # stale files of an older run
+                os.remove(path)
+        self.snapshot_paths = [existing[k] for k in sorted(existing) if k <= done]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.epochs_per_cycle and epoch + 1 != self.total_epochs:
+            return
+        k = math.ceil((epoch + 1) / self.epochs_per_cycle)
+        if k > self.cycles or (self.snapshot_paths and self._index(self.snapshot_paths[-1]) >= k):
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, f"snapshot_{k:02d}.keras")
+        self.model.save(path)
+        self.snapshot_paths.append(path)
+        if logs is not None:
+            logs["snapshots"] = len(self.snapshot_paths)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: SnapshotEnsemble saved {path}")
+
+    @staticmethod
+    def _index(path):
+        return int(_SNAPSHOT.search(path).group(1))
+
+    def on_train_end(self, logs=None):
+        _common.restore_float_rate(self.model)
+        if self.snapshot_paths:
+            from kerastoolkit.models.ensemble import Ensemble
+
+            self.ensemble = Ensemble.load(self.directory, pattern="snapshot_*.keras")
+
+    def get_config(self):
+        return {
+            "cycles": self.cycles,
+            "total_epochs": self.total_epochs,
+            "directory": self.directory,
+            "initial_learning_rate": self.initial_learning_rate,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
