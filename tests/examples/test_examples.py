@@ -1,5 +1,6 @@
 """The example scripts run as a user runs them."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -25,3 +26,20 @@ def test_export_digits_example(tmp_path):
     difference = float(line.split("= ")[-1])
     assert accuracy > 0.9 and difference < 1e-5, line
     assert os.path.exists(tmp_path / "m" / "1" / "saved_model.pb")
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_warmup_plateau_cosine_example():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "warmup_plateau_cosine.py"), "--epochs", "6"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    rates = ast.literal_eval(lines[-2].split(": ", 1)[1])  # a printed list of floats
+    # After epoch 1 of a 2-epoch warmup to 0.05 the rate is halfway; after
+    # epoch 2 it has reached the cosine's start; then it decays.
+    assert rates[0] == pytest.approx(0.025, abs=1e-5) and rates[1] == pytest.approx(0.05, abs=1e-5)
+    assert all(b <= a for a, b in zip(rates[1:], rates[2:]))
+    assert float(lines[-1].split()[-1]) > 0.85
