@@ -1,8 +1,9 @@
 """The `kerastoolkit` command.
 
 `kerastoolkit train` is a thin layer over the library: `kt.data.load`,
-`kt.models.default_classifier`, `model.fit` with Keras callbacks,
-`kt.diagnostics.plot_history` and `kt.export.saved_model`.
+`kt.models.default_classifier`, a `kt.presets` recipe, `model.fit`,
+`kt.callbacks.CurveDiagnostics` and `kt.export.saved_model`; `kerastoolkit
+diagnose` is `kt.diagnostics.diagnose` on a run's CSV logs.
 """
 
 import argparse
@@ -11,6 +12,8 @@ import os
 import shutil
 import sys
 import tempfile
+
+from kerastoolkit.diagnostics import cli as diagnostics_cli
 
 # Datasets the command knows, with defaults that train a good model quickly on
 # 2 CPU cores. Kept here, not imported from kt.data, so `--help` is fast.
@@ -85,8 +88,9 @@ def build_parser():
             "Train a small classifier suited to the dataset with model.fit, print its "
             "test accuracy, and export it as a SavedModel to OUT/<version>/ (versions "
             "1, 2, ... as TensorFlow Serving reads them), with the Keras model "
-            "(model.keras), the per-epoch history (history.csv) and the learning curves "
-            "(curves.png) beside it."
+            "(model.keras), the per-epoch history (history.csv), the per-step losses "
+            "(steps.csv), the learning-curve diagnosis (report.json) and the curves "
+            "annotated with it (curves.png) beside it."
         ),
     )
     train.add_argument(
@@ -173,6 +177,7 @@ def build_parser():
         help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default: 1)",
     )
     train.set_defaults(run=run_train)
+    diagnostics_cli.add_parser(subparsers).set_defaults(run=diagnostics_cli.run)
     return parser
 
 
@@ -240,6 +245,7 @@ def run_train(args):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
+    import numpy as np
 
     import kerastoolkit as kt
 
@@ -252,7 +258,10 @@ def run_train(args):
         return _fail(str(error))
     n_val = int(round(len(x_train) * args.validation_fraction))
     validation = (x_train[:n_val], y_train[:n_val]) if n_val else None
-    x_fit, y_fit = x_train[n_val:], y_train[n_val:]
+    x_fit = x_train[n_val:]
+    # A tf.data pipeline reshuffled every epoch (fit(numpy, shuffle=True) after
+    # keras.utils.set_random_seed feeds the same order every epoch on TF).
+    train_data = kt.data.load(args.dataset, f"train[{n_val}:]", batch_size=batch_size, seed=args.seed)
 
     model = kt.models.default_classifier(
         meta.input_shape, meta.num_classes, normalization_data=x_fit, name=f"{args.dataset}_classifier"
@@ -265,10 +274,11 @@ def run_train(args):
         metrics=["accuracy"],
     )
     staging = tempfile.mkdtemp(prefix=".train-", dir=out)
-    history_csv = os.path.join(staging, "history.csv")
     callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"))
-    # CSVLogger after PlateauDecay so that it records the effective learning rate.
-    callbacks.append(keras.callbacks.CSVLogger(history_csv))
+    # Last, so that its per-epoch log (the CSVLogger format) has the effective
+    # learning rate PlateauDecay writes into the logs.
+    diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"))
+    callbacks.append(diagnostics)
     overrides = [
         f"--{flag.replace('_', '-')} {getattr(args, flag)}"
         for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience", "snapshots")
@@ -277,32 +287,38 @@ def run_train(args):
     print(f"preset {recipe.name}: {kt.presets.get(recipe.name).description}")
     if overrides:
         print(f"  overridden by {', '.join(overrides)}")
-    history = model.fit(
-        x_fit,
-        y_fit,
-        batch_size=batch_size,
+    model.fit(
+        train_data,
         epochs=epochs,
         validation_data=validation,
-        shuffle=True,
+        shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=callbacks,
         verbose=args.verbose,
     )
     snapshot = next((c for c in callbacks if isinstance(c, kt.callbacks.SnapshotEnsemble)), None)
     if snapshot is not None:
-        model = snapshot.ensemble
-        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = snapshot.ensemble  # exported and saved as it is, uncompiled
         print(f"snapshot ensemble of {len(model.members)} models")
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    probabilities = model.predict(x_test, batch_size=256, verbose=0)
+    test_accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
+    test_loss = float(
+        keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities))
+    )
     print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
 
     version_dir = kt.export.saved_model(model, out)
-    os.replace(history_csv, os.path.join(version_dir, "history.csv"))
     model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
-    kt.diagnostics.plot_history(
-        history, os.path.join(version_dir, "curves.png"), title=f"{args.dataset}: learning curves"
-    )
+    # The diagnosis: the per-epoch history, the per-step losses, report.json
+    # and the learning curves annotated with the findings.
+    for name in sorted(os.listdir(diagnostics.log_dir)):
+        target = "history.csv" if name == "epochs.csv" else name
+        os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, target))
     shutil.rmtree(staging)
-    print(f"SavedModel: {version_dir}  (model.keras, history.csv and curves.png beside it)")
+    print(diagnostics.report)
+    print(
+        f"SavedModel: {version_dir}  (model.keras, history.csv, curves.png, "
+        "report.json, steps.csv beside it)"
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """The `kerastoolkit` command: the README's main job, its flags and its errors."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -92,8 +93,15 @@ def test_train_digits_exports_versions_that_serve_the_same_probabilities(tmp_pat
     accuracy = float(printed.split("test accuracy: ")[1].split()[0])
     assert accuracy >= 0.95, printed
     version = os.path.join(out, "1")
-    for name in ("saved_model.pb", "model.keras", "history.csv", "curves.png"):
+    for name in ("saved_model.pb", "model.keras", "history.csv", "curves.png", "steps.csv", "report.json"):
         assert os.path.exists(os.path.join(version, name)), name
+    assert "Curve diagnosis" in printed
+    # The run's logs feed `kerastoolkit diagnose`, which agrees with the saved report.
+    assert cli.main(["diagnose", os.path.join(version, "history.csv"), "--steps", os.path.join(version, "steps.csv"), "--json"]) == 0
+    findings = json.loads(capsys.readouterr().out)
+    with open(os.path.join(version, "report.json")) as f:
+        saved = json.load(f)
+    assert [f["code"] for f in findings] == [f["code"] for f in saved["findings"]]
     with open(os.path.join(version, "history.csv")) as f:
         rows = list(csv.DictReader(f))
     assert 1 <= len(rows) <= 30 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])

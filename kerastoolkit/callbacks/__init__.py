@@ -9,3 +9,4 @@ from kerastoolkit.callbacks.precise_bn import recompute_batchnorm_statistics
 from kerastoolkit.callbacks.snapshot import SnapshotEnsemble
 from kerastoolkit.callbacks.swa import SWA
 from kerastoolkit.callbacks.warmup import Warmup
+from kerastoolkit.diagnostics.callback import CurveDiagnostics

@@ -1,0 +1,426 @@
+"""`CurveDiagnostics`: records the learning curves during `fit` and diagnoses them."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+
+import keras
+
+from kerastoolkit.diagnostics import statistics as stats_lib
+from kerastoolkit.diagnostics.curves import detect_diverging
+from kerastoolkit.diagnostics.curves import DEFAULT_THRESHOLDS
+from kerastoolkit.diagnostics.curves import diagnose
+from kerastoolkit.diagnostics.locate import locate_non_finite
+from kerastoolkit.diagnostics.report import _json_safe
+
+_ONLINE_CODES = ("nan", "diverging")
+
+
+def batch_losses(running_means):
+    """Each batch's own loss from Keras's running means over one epoch.
+
+    In `on_train_batch_end`, Keras 3's `logs["loss"]` is the mean over the
+    epoch so far, `m_k`; batch `k`'s own loss (1-based) is
+    `k·m_k − (k−1)·m_(k−1)`.
+
+    Args:
+        running_means: the `logs["loss"]` values of one epoch, in order.
+
+    Returns:
+        A float64 array of per-batch losses.
+    """
+    m = np.asarray(running_means, dtype="float64")
+    k = np.arange(1, len(m) + 1, dtype="float64")
+    own = k * m
+    own[1:] -= (k[1:] - 1) * m[:-1]
+    return own
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class CurveDiagnostics(keras.callbacks.Callback):
+    """Records the learning curves during `fit`, diagnoses them, says what to do.
+
+    Per step it records the batch's own loss (`k·m_k − (k−1)·m_(k−1)` from
+    the running mean Keras passes, no extra device synchronisation), per
+    epoch every log value. During training it watches for `nan` (per step)
+    and `diverging` (per epoch) and stops when the code is in `stop_on`,
+    restoring the last finite weights after a NaN. At the end it builds
+    `self.report` (a `Report`) with `diagnose`; with a `NaN` it re-runs the
+    offending batch layer by layer and names the first non-finite layer
+    output or gradient. With `statistics_every=N` it also gathers
+    activation/gradient statistics on `statistics_data` every `N` steps.
+
+    Args:
+        log_dir: directory for `steps.csv`, `epochs.csv`, `report.json` and
+            `curves.png`. Defaults to `None` (nothing written).
+        stop_on: codes that stop training as soon as they are seen; any of
+            `"nan"`, `"diverging"`. Defaults to `("nan",)`.
+        restore_finite_weights: after a NaN, put back the last weights that
+            were finite (taken at each epoch start). Defaults to `True`.
+        statistics_every: gather activation/gradient statistics at the start
+            of training and after every this many steps (the update-to-weight
+            ratio is that of the step just before). Defaults to `None` (off).
+        statistics_data: the probe batch `(x, y)` for the statistics, a small
+            one (32-256 examples). Required with `statistics_every`.
+            Defaults to `None`.
+        capture_nan_batch: keep the batch on which the loss first became
+            non-finite (TensorFlow backend, non-XLA, one replica; a device copy
+            made only on that batch) to locate the first non-finite layer.
+            Defaults to `True`.
+        thresholds: detector thresholds overriding `DEFAULT_THRESHOLDS`.
+            Defaults to `None`.
+        verbose: print the report at the end of training. Defaults to `0`.
+
+    Raises:
+        ValueError: for an unknown code in `stop_on`, a non-positive
+            `statistics_every` or `statistics_every` without
+            `statistics_data`.
+
+    Example:
+
+    ```python
+    cb = kt.callbacks.CurveDiagnostics(log_dir="runs/1")
+    model.fit(x, y, validation_split=0.2, epochs=20, callbacks=[cb])
+    print(cb.report)
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir=None,
+        stop_on=("nan",),
+        restore_finite_weights=True,
+        statistics_every=None,
+        statistics_data=None,
+        capture_nan_batch=True,
+        thresholds=None,
+        verbose=0,
+    ):
+        super().__init__()
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"`log_dir` must be a path or None. Received: log_dir={log_dir!r}"
+            )
+        if isinstance(stop_on, str):
+            stop_on = (stop_on,)
+        stop_on = tuple(stop_on or ())
+        for code in stop_on:
+            if code not in _ONLINE_CODES:
+                raise ValueError(
+                    f"`stop_on` may contain {list(_ONLINE_CODES)}. "
+                    f"Received: stop_on={stop_on}"
+                )
+        if statistics_every is not None and (
+            not isinstance(statistics_every, int)
+            or isinstance(statistics_every, bool)
+            or statistics_every < 1
+        ):
+            raise ValueError(
+                "`statistics_every` must be a positive integer or None. "
+                f"Received: statistics_every={statistics_every!r}"
+            )
+        if statistics_every is not None and statistics_data is None:
+            raise ValueError(
+                "`statistics_every` needs a probe batch in `statistics_data`. "
+                "Received: statistics_data=None"
+            )
+        if thresholds is not None:
+            unknown = sorted(set(thresholds) - set(DEFAULT_THRESHOLDS))
+            if unknown:
+                raise ValueError(
+                    f"Unknown thresholds {unknown}. Received: thresholds={thresholds}"
+                )
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.stop_on = stop_on
+        self.restore_finite_weights = bool(restore_finite_weights)
+        self.statistics_every = statistics_every
+        self.statistics_data = statistics_data
+        self.capture_nan_batch = bool(capture_nan_batch)
+        self.thresholds = dict(thresholds) if thresholds else None
+        self.verbose = verbose
+        # `on_train_batch_end` only appends floats: safe in Keras's callback
+        # thread, so `fit` keeps dispatching batch-end callbacks
+        # asynchronously. Statistics read the weights, so they run in
+        # `on_train_batch_begin`, which `fit` calls in its own thread between
+        # steps.
+        self.async_safe = True
+        self.report = None
+        self._capture = None
+
+    def get_config(self):
+        data = self.statistics_data
+        if data is not None:
+            data = keras.tree.map_structure(
+                lambda a: None if a is None else np.asarray(a).tolist(), data
+            )
+        return {
+            "log_dir": self.log_dir,
+            "stop_on": list(self.stop_on),
+            "restore_finite_weights": self.restore_finite_weights,
+            "statistics_every": self.statistics_every,
+            "statistics_data": data,
+            "capture_nan_batch": self.capture_nan_batch,
+            "thresholds": self.thresholds,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("statistics_data") is not None:
+            config["statistics_data"] = tuple(
+                None if a is None else np.asarray(a, dtype="float32")
+                for a in config["statistics_data"]
+            )
+        return cls(**config)
+
+    # ------------------------------------------------------------ set-up
+
+    def set_model(self, model):
+        super().set_model(model)
+        # `fit` builds its train function right after `set_model` and before
+        # `on_train_begin`: this is where the NaN-batch capture can go in.
+        if self.capture_nan_batch and self._can_capture(model):
+            self._install_capture(model)
+
+    @staticmethod
+    def _can_capture(model):
+        if keras.backend.backend() != "tensorflow":
+            return False
+        if getattr(model, "_kt_capture_installed", False):
+            return False
+        try:
+            if model.jit_compile:
+                return False
+            if model.distribute_strategy.num_replicas_in_sync != 1:
+                return False
+        except (AttributeError, ValueError):
+            return False
+        return True
+
+    def _install_capture(self, model):
+        import tensorflow as tf
+
+        original = model.train_step
+        holder = {"vars": None, "flag": None, "structure": None}
+
+        def train_step(data):
+            logs = original(data)
+            if not isinstance(logs, dict) or "loss" not in logs:
+                return logs
+            leaves = tf.nest.flatten(data)
+            if holder["vars"] is None:
+                with tf.init_scope():
+                    holder["vars"] = [
+                        None if t is None else tf.Variable(
+                            tf.zeros([0] * t.shape.rank, t.dtype),
+                            shape=tf.TensorShape(None), trainable=False,
+                        )
+                        for t in leaves
+                    ]
+                    holder["flag"] = tf.Variable(False, trainable=False)
+                    holder["structure"] = tf.nest.map_structure(lambda _: 0, data)
+            # Few ops on the normal path: one `is_finite` and one `cond`; the
+            # first-capture flag is only read on a non-finite loss.
+            finite = tf.math.is_finite(logs["loss"])
+            if finite.shape.rank:
+                finite = tf.reduce_all(finite)
+
+            def capture():
+                def store():
+                    for v, t in zip(holder["vars"], leaves):
+                        if v is not None:
+                            v.assign(t)
+                    holder["flag"].assign(True)
+                    return tf.constant(True)
+
+                return tf.cond(holder["flag"], lambda: tf.constant(False), store)
+
+            tf.cond(finite, lambda: tf.constant(False), capture)
+            return logs
+
+        model.train_step = train_step
+        model.train_function = None  # rebuild with the wrapped step
+        model._kt_capture_installed = True
+        self._capture = (model, holder)
+
+    def _uninstall_capture(self):
+        if self._capture is None:
+            return None
+        model, holder = self._capture
+        self._capture = None
+        batch = None
+        if holder["flag"] is not None and bool(holder["flag"].numpy()):
+            leaves = [None if v is None else v.numpy() for v in holder["vars"]]
+            batch = keras.tree.pack_sequence_as(holder["structure"], leaves)
+        if "train_step" in vars(model):
+            del model.train_step
+        model.train_function = None
+        model._kt_capture_installed = False
+        return batch
+
+    # ------------------------------------------------------------ recording
+
+    def on_train_begin(self, logs=None):
+        self._records = []  # (epoch, batch, running mean)
+        self._epoch_logs = {}
+        self._epochs_seen = []
+        self._epoch = 0
+        self._begin_step = 0
+        self._nan_seen = None
+        self._diverged = False
+        self._finite_weights = None
+        self._statistics = None
+        self._recorder = None
+        self.report = None
+        if self.statistics_every is not None:
+            self._recorder = stats_lib.StatisticsRecorder(
+                self.model, self.statistics_data
+            )
+            self._statistics = dict(self._recorder.metadata(), records=[])
+            record = self._recorder.record(0)  # at initialization
+            record["update_ratio"] = None
+            self._statistics["records"].append(record)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.restore_finite_weights and "nan" in self.stop_on and not self._nan_seen:
+            weights = self.model.get_weights()
+            if all(np.all(np.isfinite(w)) for w in weights if np.issubdtype(
+                    np.asarray(w).dtype, np.floating)):
+                self._finite_weights = weights
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._begin_step  # steps done so far
+        self._begin_step += 1
+        if self._recorder is None or self._nan_seen is not None:
+            return
+        every = self.statistics_every
+        if step > 0 and step % every == 0:
+            ratios = self._recorder.update_ratios()  # of the previous step
+            record = self._recorder.record(step)
+            record["update_ratio"] = ratios
+            self._statistics["records"].append(record)
+        if (step + 1) % every == 0:
+            self._recorder.snapshot_kernels()  # before step `step`'s update
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get("loss")
+        if value is None:
+            return
+        value = float(value)
+        self._records.append((self._epoch, int(batch), value))
+        if not math.isfinite(value) and self._nan_seen is None:
+            self._nan_seen = (self._epoch, int(batch))
+            if "nan" in self.stop_on:
+                self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_seen.append(epoch)
+        for key, value in (logs or {}).items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+            column = self._epoch_logs.setdefault(key, [math.nan] * (len(self._epochs_seen) - 1))
+            column.append(value)
+        for column in self._epoch_logs.values():
+            while len(column) < len(self._epochs_seen):
+                column.append(math.nan)
+        if "diverging" in self.stop_on and not self._diverged:
+            loss = np.asarray(self._epoch_logs.get("loss", []), dtype="float64")
+            if len(loss) >= 3 and np.all(np.isfinite(loss)):
+                t = dict(DEFAULT_THRESHOLDS, **(self.thresholds or {}))
+                if detect_diverging(loss, np.arange(len(loss)), "epoch", t) is not None:
+                    self._diverged = True
+                    self.model.stop_training = True
+
+    # ------------------------------------------------------------ the end
+
+    def step_losses(self):
+        """Returns `(losses, epochs, batches)` of every recorded step."""
+        records = sorted(getattr(self, "_records", []), key=lambda r: (r[0], r[1]))
+        losses, epochs, batches = [], [], []
+        by_epoch = {}
+        for e, b, m in records:
+            by_epoch.setdefault(e, []).append((b, m))
+        for e in sorted(by_epoch):
+            items = by_epoch[e]
+            own = batch_losses([m for _, m in items])
+            losses += own.tolist()
+            epochs += [e] * len(items)
+            batches += [b for b, _ in items]
+        return np.asarray(losses), np.asarray(epochs, "int64"), np.asarray(batches, "int64")
+
+    def on_train_end(self, logs=None):
+        batch = self._uninstall_capture()
+        losses, epochs, batches = self.step_losses()
+        nan_origin = None
+        if self._nan_seen is not None:
+            e, b = self._nan_seen
+            nan_origin = {"epoch": e, "batch": b}
+            if batch is not None:
+                try:
+                    nan_origin.update(locate_non_finite(
+                        self.model, batch, weights=self._finite_weights
+                    ))
+                except Exception as error:  # noqa: BLE001 - report, don't crash fit
+                    nan_origin["description"] = (
+                        f"(locating the layer failed: {type(error).__name__}: {error})"
+                    )
+            else:
+                nan_origin["description"] = (
+                    "(the batch was not kept: capture needs the TensorFlow "
+                    "backend without XLA on one replica)"
+                )
+            if self.restore_finite_weights and "nan" in self.stop_on and (
+                self._finite_weights is not None
+            ):
+                self.model.set_weights(self._finite_weights)
+                nan_origin["restored_weights_from_epoch"] = e
+        epoch_logs = dict(self._epoch_logs) or None
+        steps_per_epoch = (self.params or {}).get("steps")
+        if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+            steps_per_epoch = None
+        self.report = diagnose(
+            epochs=epoch_logs,
+            steps=losses if len(losses) else None,
+            steps_per_epoch=steps_per_epoch,
+            statistics=self._statistics,
+            nan_origin=nan_origin,
+            thresholds=self.thresholds,
+        )
+        if self.log_dir:
+            self.write(self.log_dir, losses, epochs, batches)
+        if self.verbose:
+            print(self.report)
+
+    def write(self, log_dir, losses=None, epochs=None, batches=None):
+        """Writes `steps.csv`, `epochs.csv`, `report.json` and `curves.png`."""
+        os.makedirs(log_dir, exist_ok=True)
+        if losses is None:
+            losses, epochs, batches = self.step_losses()
+        with open(os.path.join(log_dir, "steps.csv"), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", "epoch", "batch", "loss"])
+            for i, (e, b, v) in enumerate(zip(epochs, batches, losses)):
+                writer.writerow([i, int(e), int(b), repr(float(v))])
+        if self._epoch_logs:
+            keys = list(self._epoch_logs)
+            with open(os.path.join(log_dir, "epochs.csv"), "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["epoch"] + keys)
+                for i, e in enumerate(self._epochs_seen):
+                    writer.writerow([e] + [repr(float(self._epoch_logs[k][i])) for k in keys])
+        with open(os.path.join(log_dir, "report.json"), "w") as handle:
+            handle.write(self.report.to_json())
+        if self._statistics:
+            with open(os.path.join(log_dir, "statistics.json"), "w") as handle:
+                json.dump(_json_safe(self._statistics), handle)
+        self.report.plot(os.path.join(log_dir, "curves.png"))
+
+
+__all__ = ["CurveDiagnostics", "batch_losses"]

@@ -1,0 +1,234 @@
+"""Synthetic curves: each pattern, the edge cases, the report API."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kerastoolkit.diagnostics import CODES
+from kerastoolkit.diagnostics import Finding
+from kerastoolkit.diagnostics import Report
+from kerastoolkit.diagnostics import batch_losses
+from kerastoolkit.diagnostics import diagnose
+
+RNG = np.random.default_rng(0)
+
+
+def decay(n, start=2.3, end=0.3, rate=4.0, noise=0.0):
+    t = np.linspace(0, 1, n)
+    c = end + (start - end) * np.exp(-rate * t)
+    return c * (1 + noise * RNG.standard_normal(n))
+
+
+def test_batch_losses_inverts_keras_running_mean():
+    own = RNG.uniform(0.1, 3.0, size=37)
+    running = np.cumsum(own) / np.arange(1, 38)  # what Keras passes in logs
+    np.testing.assert_allclose(batch_losses(running), own, rtol=1e-10)
+
+
+def test_healthy_curve_has_no_findings_and_says_so():
+    loss = decay(30, rate=6)
+    val = decay(30, start=2.2, end=0.4, rate=6)
+    report = diagnose({"loss": loss, "val_loss": val})
+    assert report.findings == [] and report.healthy
+    assert "healthy, no findings" in str(report)
+
+
+def test_constant_loss_is_not_training():
+    report = diagnose({"loss": [2.302585] * 10}, steps=np.full(500, 2.302585))
+    assert report.codes == ["not_training"]
+    assert report.findings[0].evidence["relative_drop"] == pytest.approx(0.0)
+
+
+def test_single_epoch_is_too_short_and_says_why():
+    report = diagnose({"loss": [1.2], "val_loss": [1.3]})
+    assert report.codes == []
+    assert any("too short" in n for n in report.notes)
+
+
+def test_missing_validation_data_skips_overfitting_with_note():
+    report = diagnose({"loss": decay(20, rate=8)})
+    assert "overfitting_possible" not in report and "overfitting_definite" not in report
+    assert any("no validation loss" in n for n in report.notes)
+
+
+def test_nan_at_step_zero():
+    steps = np.r_[np.nan, decay(99)]
+    report = diagnose(steps=steps)
+    assert report.codes == ["nan"]
+    ev = report.findings[0].evidence
+    assert ev["step"] == 0 and ev["last_finite_loss"] is None
+
+
+def test_nan_after_some_steps_names_first_bad_step():
+    steps = decay(300)
+    steps[173:] = np.inf
+    steps[180:] = np.nan
+    report = diagnose(steps=steps)
+    assert report.codes == ["nan"]
+    assert report.findings[0].evidence["step"] == int(np.flatnonzero(~np.isfinite(steps))[0])
+
+
+def test_very_long_run_healthy():
+    steps = decay(200_000, rate=6, noise=0.05)
+    report = diagnose(steps=steps, steps_per_epoch=2000)
+    assert report.codes == []
+
+
+def test_diverging_rising_loss():
+    loss = np.r_[decay(5, start=2.3, end=1.5), np.linspace(1.6, 6.0, 10)]
+    report = diagnose({"loss": loss})
+    assert report.codes == ["diverging"]
+    assert report.findings[0].evidence["minimum_at"] == int(np.argmin(loss))
+
+
+def test_slow_start_plateau_then_learning():
+    n = 400
+    t = np.arange(n)
+    steps = 0.3 + 2.0 / (1 + np.exp((t - 160) / 12.0))  # plateau, then a drop
+    report = diagnose(steps=steps)
+    assert report.codes == ["slow_start"]
+    # independent: where the loss first falls 10% of its total drop
+    c0 = np.mean(steps[:10])
+    first_drop = np.flatnonzero(steps <= c0 - 0.1 * (c0 - steps.min()))[0]
+    assert abs(report.findings[0].evidence["plateau_until"] - first_drop) <= n // 40
+
+
+def test_overfitting_definite():
+    loss = decay(20, rate=5)
+    val = np.r_[decay(8, start=2.2, end=0.7, rate=3), np.linspace(0.72, 1.3, 12)]
+    report = diagnose({"loss": loss, "val_loss": val})
+    assert report.codes == ["overfitting_definite"]
+    assert report.findings[0].evidence["best_epoch"] == int(np.argmin(val))
+
+
+def test_overfitting_possible():
+    loss = np.linspace(2.0, 0.1, 24)
+    val = np.r_[np.linspace(2.1, 0.8, 12), np.full(12, 0.8) + 0.002 * np.arange(12)]
+    report = diagnose({"loss": loss, "val_loss": val})
+    assert report.codes == ["overfitting_possible"]
+
+
+def test_not_converged():
+    loss = np.linspace(2.3, 1.2, 10)
+    report = diagnose({"loss": loss, "val_loss": loss + 0.05})
+    assert report.codes == ["not_converged"]
+    # independent slope over the last quarter (at least 3 epochs)
+    k = max(3, len(loss) // 4)
+    slope = np.polyfit(np.arange(k), (loss + 0.05)[-k:], 1)[0]
+    assert report.findings[0].evidence["slope_per_epoch"] == pytest.approx(slope)
+
+
+def test_unshuffled_periodic_steps():
+    spe, epochs = 40, 6
+    profile = 1.5 * np.abs(np.sin(np.linspace(0, 3 * np.pi, spe)))  # sorted labels
+    steps = np.concatenate([decay(1, start=1.0)[0] * (0.9**e) + profile for e in range(epochs)])
+    steps = steps + 0.05 * RNG.standard_normal(steps.size)
+    report = diagnose(steps=steps, steps_per_epoch=spe)
+    assert report.codes == ["unshuffled"]
+    # independent: correlation of the detrended within-epoch profiles
+    m = np.log(steps.reshape(epochs, spe)[1:])
+    j = np.arange(spe)
+    r = np.array([row - np.polyval(np.polyfit(j, row, 2), j) for row in m])
+    expected = np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(r[:-1], r[1:])])
+    assert report.findings[0].evidence["epoch_correlation"] == pytest.approx(expected)
+
+
+def test_shuffled_noise_is_not_unshuffled():
+    steps = decay(600, rate=5, noise=0.2)
+    assert "unshuffled" not in diagnose(steps=steps, steps_per_epoch=60)
+
+
+def test_steps_per_epoch_inferred_from_epochs():
+    steps = decay(600, rate=5, noise=0.1)
+    report = diagnose({"loss": decay(10, rate=5)}, steps=steps)
+    assert report.steps_per_epoch == 60
+
+
+def test_report_json_round_trip_and_plot(tmp_path):
+    loss = np.r_[decay(5, start=2.3, end=1.5), np.linspace(1.6, 6.0, 10)]
+    report = diagnose({"loss": loss, "val_loss": loss + 0.1}, steps=np.repeat(loss, 20))
+    data = json.loads(report.to_json())
+    assert [f["code"] for f in data["findings"]] == report.codes
+    again = Report.from_json(report.to_json())
+    assert again.codes == report.codes and again.findings[0].evidence == report.findings[0].evidence
+    path = report.plot(str(tmp_path / "curves.png"))
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_history_still_works(tmp_path):
+    from kerastoolkit.diagnostics import plot_history
+
+    path = plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]},
+                        str(tmp_path / "h.png"), title="t")
+    with open(path, "rb") as handle:
+        assert handle.read(4) == b"\x89PNG"
+
+
+def test_finding_validation_and_codes():
+    with pytest.raises(ValueError, match="Received: code='bogus'"):
+        Finding("bogus", "error", "m", "a")
+    with pytest.raises(ValueError, match="Received: severity='fatal'"):
+        Finding("nan", "fatal", "m", "a")
+    for code in ("nan", "not_training", "diverging", "unshuffled", "not_converged",
+                 "slow_start", "overfitting_possible", "overfitting_definite", "dead_relu",
+                 "vanishing_activations", "exploding_activations", "vanishing_gradients",
+                 "exploding_gradients", "update_ratio"):
+        assert code in CODES
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Received: epochs=None, steps=None"):
+        diagnose()
+    with pytest.raises(ValueError, match="Unknown thresholds"):
+        diagnose({"loss": [1, 2, 3]}, thresholds={"nope": 1})
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        diagnose(steps=[1.0, 2.0], steps_per_epoch=0)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        diagnose({"loss": [1.0, 0.5], "val_loss": [1.0]})
+    with pytest.raises(ValueError, match="Mismatched lengths"):
+        diagnose({"loss": [1.0, 0.5]}, steps=np.ones(30), steps_per_epoch=10)
+    with pytest.raises(TypeError, match="Received: epochs=int"):
+        diagnose(3)
+
+
+def test_thresholds_override():
+    loss = np.linspace(2.3, 2.1, 10)  # drops 9%
+    assert diagnose({"loss": loss}).codes != ["not_training"]
+    assert diagnose({"loss": loss}, thresholds={"not_training_drop": 0.2}).codes == ["not_training"]
+
+
+def stats(stds, grads, ratios=None, dead=None, steps=(0, 10, 20)):
+    layers = [f"d{i}" for i in range(len(stds[0]))]
+    records = []
+    for i, step in enumerate(steps):
+        records.append({
+            "step": step, "activation_std": stds[i], "gradient_rms": grads[i],
+            "dead_fraction": dead[i] if dead else [None] * len(layers),
+            "update_ratio": ratios[i] if ratios else None,
+        })
+    return {"layers": layers, "relu": [False] * len(layers), "records": records}
+
+
+def test_statistics_codes_from_records():
+    healthy_curve = {"loss": decay(10, rate=6)}
+    ok = stats([[1.0, 0.8, 0.9, 1.1]] * 3, [[0.01, 0.02, 0.02, 0.03]] * 3,
+               ratios=[None, [1e-3] * 4, [2e-3] * 4])
+    assert diagnose(healthy_curve, statistics=ok).codes == []
+    # collapse at initialization only (first record), normal afterwards
+    vanish = stats([[1.0, 1e-2, 1e-4, 0.5], [1.0, 0.9, 0.8, 1.0], [1.0, 0.9, 0.8, 1.0]],
+                   [[1e-9, 1e-6, 1e-3, 1e-2], [0.01] * 4, [0.01] * 4])
+    report = diagnose(healthy_curve, statistics=vanish)
+    assert sorted(report.codes) == ["vanishing_activations", "vanishing_gradients"]
+    act = [f for f in report.findings if f.code == "vanishing_activations"][0]
+    assert act.evidence["ratio_last_to_first"] == pytest.approx(1e-4 / 1.0)
+    assert "initialization" in act.message
+    explode = stats([[1.0, 30.0, 900.0, 5.0]] * 3, [[5.0, 0.5, 0.05, 0.01]] * 3,
+                    ratios=[None, [0.5] * 4, [0.4] * 4],
+                    dead=[[0.7, None, None, None]] * 3)
+    report = diagnose(healthy_curve, statistics=explode)
+    assert sorted(report.codes) == ["dead_relu", "exploding_activations",
+                                    "exploding_gradients", "update_ratio"]
+    upd = [f for f in report.findings if f.code == "update_ratio"][0]
+    assert upd.evidence["median_ratio"]["d0"] == pytest.approx(np.median([0.5, 0.4]))
