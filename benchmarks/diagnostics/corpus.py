@@ -209,18 +209,34 @@ def zero_init(ds):
                 keras.optimizers.Adam(1e-3), 4)
 
 
-@run("tiny_init", ["slow_start"])
-def tiny_init(ds):
+def _tiny_init_run(ds, statistics=False):
+    """A deep tanh MLP with a tiny initialization, otherwise a sound recipe.
+
+    The only fault is the init: Adam with the cosine-decayed rate of the
+    healthy runs, and enough epochs (30 on Fashion-MNIST, whose plateau is
+    longest) for the loss to settle after the plateau, so that the run ends
+    converged for its schedule and `not_converged` is not planted.
+    """
     x, *_ = data(ds)
     init = keras.initializers.RandomNormal(stddev=0.01)
+    epochs = 30 if ds == "fashion" else 14
+    steps = epochs * int(np.ceil(len(x) / 64))
+    sched = keras.optimizers.schedules.CosineDecay(1e-3, steps)
     return _fit(mlp(x.shape[1], [64] * 6, activation="tanh", kernel_initializer=init),
-                ds, keras.optimizers.Adam(1e-3), 24 if ds == "fashion" else 14)
+                ds, keras.optimizers.Adam(sched), epochs, statistics=statistics)
+
+
+@run("tiny_init", ["slow_start"])
+def tiny_init(ds):
+    return _tiny_init_run(ds)
 
 
 @run("overfit", ["overfitting_definite"])
 def overfit(ds):
+    # 60 training examples, three 512-unit layers, no regularization. (With
+    # two layers the validation loss on digits could stall instead of rise.)
     x, *_ = data(ds)
-    return _fit(mlp(x.shape[1], [512, 512]), ds, keras.optimizers.Adam(3e-3), 30,
+    return _fit(mlp(x.shape[1], [512, 512, 512]), ds, keras.optimizers.Adam(3e-3), 30,
                 n_train=60, batch_size=20)
 
 
@@ -258,10 +274,7 @@ def dead_relu(ds):
      ["slow_start", "vanishing_activations", "vanishing_gradients"],
      datasets=("digits", "mnist1d"))
 def tiny_init_stats(ds):
-    x, *_ = data(ds)
-    init = keras.initializers.RandomNormal(stddev=0.01)
-    return _fit(mlp(x.shape[1], [64] * 6, activation="tanh", kernel_initializer=init),
-                ds, keras.optimizers.Adam(1e-3), 14, statistics=True)
+    return _tiny_init_run(ds, statistics=True)
 
 
 @run("big_init_stats",
