@@ -129,3 +129,18 @@ def test_bad_arguments_are_named():
         kt.data.load("digit")
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         kt.data.load("digits", batch_size=0)
+
+
+def test_split_slices_follow_the_full_split_order(data_dir):
+    # `kerastoolkit train` holds out `train[:n]` for validation and trains on
+    # `train[n:]`: the two must be the first n and the rest of "train".
+    import kerastoolkit as kt
+
+    x, y = kt.data.load("digits", "train", as_numpy=True, data_dir=data_dir)
+    head_x, head_y = kt.data.load("digits", "train[:144]", as_numpy=True, data_dir=data_dir)
+    tail = kt.data.load("digits", "train[144:]", batch_size=2000, shuffle=False, data_dir=data_dir)
+    tail_x, tail_y = next(iter(tail))
+    np.testing.assert_array_equal(head_x, x[:144])
+    np.testing.assert_array_equal(head_y, y[:144])
+    np.testing.assert_array_equal(tail_x.numpy(), x[144:])
+    np.testing.assert_array_equal(tail_y.numpy(), y[144:])
