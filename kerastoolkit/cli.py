@@ -13,11 +13,12 @@ import shutil
 import sys
 import tempfile
 
+from kerastoolkit import presets
 from kerastoolkit.diagnostics import cli as diagnostics_cli
 
-# Datasets the command knows, with defaults that train a good model quickly on
-# 2 CPU cores. Kept here, not imported from kt.data, so `--help` is fast.
-PRESET_NAMES = ("adam", "karpathy_adam", "sgd_warmup_cosine", "snapshot_ensemble")
+# Defaults per dataset that train a good model quickly on 2 CPU cores. Kept
+# here rather than in kt.data, whose import (tensorflow-datasets) `--help`
+# and argument errors do not need.
 TRAIN_DEFAULTS = {
     "digits": {"epochs": 30, "batch_size": 32},
     "fashion_mnist": {"epochs": 10, "batch_size": 128},
@@ -112,7 +113,7 @@ def build_parser():
     train.add_argument(
         "--preset",
         default="adam",
-        choices=PRESET_NAMES,
+        choices=presets.names(),
         help=(
             "training recipe from kt.presets: optimizer, schedule, warmup and callbacks "
             "(default: adam; the flags below override its parts)"
@@ -273,53 +274,55 @@ def run_train(args):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    staging = tempfile.mkdtemp(prefix=".train-", dir=out)
-    callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"))
-    # Last, so that its per-epoch log (the CSVLogger format) has the effective
-    # learning rate PlateauDecay writes into the logs.
-    diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"))
-    callbacks.append(diagnostics)
-    overrides = [
-        f"--{flag.replace('_', '-')} {getattr(args, flag)}"
-        for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience", "snapshots")
-        if getattr(args, flag) is not None
-    ]
-    print(f"preset {recipe.name}: {kt.presets.get(recipe.name).description}")
-    if overrides:
-        print(f"  overridden by {', '.join(overrides)}")
-    model.fit(
-        train_data,
-        epochs=epochs,
-        validation_data=validation,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        callbacks=callbacks,
-        verbose=args.verbose,
-    )
-    snapshot = next((c for c in callbacks if isinstance(c, kt.callbacks.SnapshotEnsemble)), None)
-    if snapshot is not None:
-        model = snapshot.ensemble  # exported and saved as it is, uncompiled
-        print(f"snapshot ensemble of {len(model.members)} models")
-    probabilities = model.predict(x_test, batch_size=256, verbose=0)
-    test_accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
-    test_loss = float(
-        keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities))
-    )
-    print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
+    # Logs and snapshots go to a hidden staging folder until the export exists
+    # (TensorFlow Serving ignores non-numeric folder names); removed at the end
+    # or on error.
+    with tempfile.TemporaryDirectory(prefix=".train-", dir=out) as staging:
+        callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"))
+        # Last, so that its per-epoch log (the CSVLogger format) has the effective
+        # learning rate PlateauDecay writes into the logs.
+        diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"))
+        callbacks.append(diagnostics)
+        overrides = [
+            f"--{flag.replace('_', '-')} {getattr(args, flag)}"
+            for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience", "snapshots")
+            if getattr(args, flag) is not None
+        ]
+        print(f"preset {recipe.name}: {kt.presets.get(recipe.name).description}")
+        if overrides:
+            print(f"  overridden by {', '.join(overrides)}")
+        model.fit(
+            train_data,
+            epochs=epochs,
+            validation_data=validation,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            callbacks=callbacks,
+            verbose=args.verbose,
+        )
+        snapshot = next((c for c in callbacks if isinstance(c, kt.callbacks.SnapshotEnsemble)), None)
+        if snapshot is not None:
+            model = snapshot.ensemble  # exported and saved as it is, uncompiled
+            print(f"snapshot ensemble of {len(model.members)} models")
+        probabilities = model.predict(x_test, batch_size=256, verbose=0)
+        test_accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
+        test_loss = float(
+            keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities))
+        )
+        print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
 
-    version_dir = kt.export.saved_model(model, out)
-    model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
-    # The diagnosis: the per-epoch history, the per-step losses, report.json
-    # and the learning curves annotated with the findings.
-    for name in sorted(os.listdir(diagnostics.log_dir)):
-        target = "history.csv" if name == "epochs.csv" else name
-        os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, target))
-    shutil.rmtree(staging)
-    print(diagnostics.report)
-    print(
-        f"SavedModel: {version_dir}  (model.keras, history.csv, curves.png, "
-        "report.json, steps.csv beside it)"
-    )
-    return 0
+        version_dir = kt.export.saved_model(model, out)
+        model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
+        # The diagnosis: the per-epoch history, the per-step losses, report.json
+        # and the learning curves annotated with the findings.
+        for name in sorted(os.listdir(diagnostics.log_dir)):
+            target = "history.csv" if name == "epochs.csv" else name
+            os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, target))
+        print(diagnostics.report)
+        print(
+            f"SavedModel: {version_dir}  (model.keras, history.csv, curves.png, "
+            "report.json, steps.csv beside it)"
+        )
+        return 0
 
 
 def main(argv=None):
