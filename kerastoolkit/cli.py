@@ -103,11 +103,13 @@ def build_parser():
     train.add_argument(
         "--epochs",
         type=_positive_int("--epochs"),
+        metavar="N",
         help="number of epochs (default: 30 for digits, 10 for fashion_mnist, 40 for mnist1d)",
     )
     train.add_argument(
         "--batch-size",
         type=_positive_int("--batch-size"),
+        metavar="B",
         help="mini-batch size (default: 32 for digits, 128 for fashion_mnist, 64 for mnist1d)",
     )
     train.add_argument(
@@ -122,6 +124,7 @@ def build_parser():
     train.add_argument(
         "--learning-rate",
         type=_positive_float("--learning-rate"),
+        metavar="LR",
         help="base learning rate (default: the preset's, 1e-3 for adam)",
     )
     train.add_argument(
@@ -152,6 +155,7 @@ def build_parser():
     train.add_argument(
         "--validation-fraction",
         type=_fraction,
+        metavar="F",
         default=0.1,
         help="fraction of the training split held out for validation curves (default: 0.1)",
     )
@@ -167,9 +171,10 @@ def build_parser():
     )
     train.add_argument(
         "--out",
+        metavar="DIR",
         help="export root; the model goes to OUT/<next version>/ (default: savedmodels/DATASET)",
     )
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     train.add_argument(
         "--verbose",
         type=int,
