@@ -55,13 +55,7 @@ def plot_history(history, path, title=None):
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 _COLORS = {"error": "tab:red", "warning": "tab:orange", "info": "tab:blue"}
@@ -194,6 +188,13 @@ def plot_report(report, path, title=None):
     for i, (line, color) in enumerate(lines):
         text_ax.text(0, 1 - (i + 0.5) / len(lines), line, color=color, fontsize=8,
                      va="center", ha="left", transform=text_ax.transAxes, wrap=True)
+    return _save(fig, path, title)
+
+
+def _save(fig, path, title):
+    """Titles, lays out and writes a figure as PNG (creating folders); returns `path`."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     fig.tight_layout()
