@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from kerastoolkit.callbacks import _common
+from kerastoolkit.diagnostics.plots import save_figure
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
@@ -248,12 +249,7 @@ class LRFinder(keras.callbacks.Callback):
         if finite:
             ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
         ax.legend()
-        if title:
-            ax.set_title(title)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, title)
 
     def get_config(self):
         return {

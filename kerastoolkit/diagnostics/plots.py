@@ -55,7 +55,7 @@ def plot_history(history, path, title=None):
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 _COLORS = {"error": "tab:red", "warning": "tab:orange", "info": "tab:blue"}
@@ -188,11 +188,18 @@ def plot_report(report, path, title=None):
     for i, (line, color) in enumerate(lines):
         text_ax.text(0, 1 - (i + 0.5) / len(lines), line, color=color, fontsize=8,
                      va="center", ha="left", transform=text_ax.transAxes, wrap=True)
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
-def _save(fig, path, title):
-    """Titles, lays out and writes a figure as PNG (creating folders); returns `path`."""
+def save_figure(fig, path, title=None):
+    """Titles, lays out and writes a matplotlib figure as PNG, then closes it.
+
+    The toolkit's plots (curves, LR range test, optimizer bake-off) all end
+    here, so each creates missing parent folders the same way.
+
+    Returns:
+        `path`.
+    """
     import matplotlib.pyplot as plt
 
     if title:

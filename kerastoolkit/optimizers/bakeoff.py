@@ -240,6 +240,8 @@ def _plot(result, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from kerastoolkit.diagnostics.plots import save_figure
+
     figure = Figure(figsize=(6, 4))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -250,5 +252,4 @@ def _plot(result, path):
     axes.set_ylabel(result.monitor)
     axes.set_title(f"Optimizer bake-off ({result.monitor})")
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
+    save_figure(figure, path)
