@@ -3,61 +3,22 @@ rate object, retracing and the per-epoch state file that lets a run resumed by
 `keras.callbacks.BackupAndRestore` continue where it stopped."""
 
 import json
-import math
-import numbers
 import os
 import warnings
 
 import keras
 import numpy as np
 
+from kerastoolkit._checks import check_int  # noqa: F401  (used as _common.check_int)
+from kerastoolkit._checks import check_real
+from kerastoolkit._checks import is_real  # noqa: F401
+
 _SCHEDULE = keras.optimizers.schedules.LearningRateSchedule
-
-
-def is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_int(name, value, minimum, allow_none=False):
-    """Returns `value` as an int >= `minimum` (or `None` when allowed)."""
-    if value is None and allow_none:
-        return None
-    if not is_int(value):
-        raise TypeError(
-            f"Argument `{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value}"
-        )
-    return int(value)
 
 
 def check_float(name, value, minimum=0.0, maximum=None, allow_none=False):
     """Returns `value` as a finite float in `[minimum, maximum]`."""
-    if value is None and allow_none:
-        return None
-    if not is_real(value):
-        raise TypeError(
-            f"Argument `{name}` must be a float. Received: {name}={value!r}"
-        )
-    value = float(value)
-    bad = not math.isfinite(value) or value < minimum
-    if maximum is not None and value > maximum:
-        bad = True
-    if bad:
-        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-        raise ValueError(
-            f"Argument `{name}` must be a finite float {bound}. "
-            f"Received: {name}={value}"
-        )
-    return value
+    return check_real(name, value, low=minimum, high=maximum, allow_none=allow_none)
 
 
 def check_backup_dir(value):

@@ -6,6 +6,9 @@ import numbers
 import keras
 from keras import ops
 
+from kerastoolkit._checks import check_int  # noqa: F401  (used as _common.check_int)
+from kerastoolkit._checks import check_real
+
 
 def check_learning_rate(learning_rate, name="learning_rate"):
     """Returns `learning_rate` as a float, or the schedule/callable unchanged.
@@ -35,46 +38,9 @@ def check_learning_rate(learning_rate, name="learning_rate"):
     return learning_rate
 
 
-def check_real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """Checks a number against an interval; returns it as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a number. Received: {name}={value!r}"
-        )
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad = bad or (value <= low if low_open else value < low)
-    if high is not None:
-        bad = bad or (value >= high if high_open else value > high)
-    if bad:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(
-            f"`{name}` must be in {left}{lo}, {hi}{right}. "
-            f"Received: {name}={value}"
-        )
-    return value
-
-
-def check_beta(value, name):
+def check_beta(name, value):
     """A decay rate β must lie in [0, 1)."""
-    return check_real(value, name, low=0.0, high=1.0, high_open=True)
-
-
-def check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an integer. Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value}"
-        )
-    return int(value)
+    return check_real(name, value, low=0.0, high=1.0, high_open=True)
 
 
 def check_optimizer(optimizer, name="optimizer"):

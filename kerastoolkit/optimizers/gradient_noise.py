@@ -77,8 +77,8 @@ class GradientNoise(_common.OptimizerWrapper):
 
     def __init__(self, optimizer, eta=0.01, gamma=0.55, seed=None, name=None):
         _common.check_optimizer(optimizer, "optimizer")
-        eta = _common.check_real(eta, "eta", 0.0, low_open=True)
-        gamma = _common.check_real(gamma, "gamma", 0.0)
+        eta = _common.check_real("eta", eta, 0.0, low_open=True)
+        gamma = _common.check_real("gamma", gamma, 0.0)
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise TypeError(

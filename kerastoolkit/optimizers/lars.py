@@ -97,12 +97,10 @@ class LARS(keras.optimizers.Optimizer):
         name=None,
     ):
         learning_rate = _common.check_learning_rate(learning_rate)
-        momentum = _common.check_beta(momentum, "momentum")
-        weight_decay = _common.check_real(weight_decay, "weight_decay", 0.0)
-        trust_coefficient = _common.check_real(
-            trust_coefficient, "trust_coefficient", 0.0, low_open=True
-        )
-        epsilon = _common.check_real(epsilon, "epsilon", 0.0)
+        momentum = _common.check_beta("momentum", momentum)
+        weight_decay = _common.check_real("weight_decay", weight_decay, 0.0)
+        trust_coefficient = _common.check_real("trust_coefficient", trust_coefficient, 0.0, low_open=True)
+        epsilon = _common.check_real("epsilon", epsilon, 0.0)
         if exclude_from_adaptation is not None:
             if isinstance(exclude_from_adaptation, str) or not all(
                 isinstance(s, str) for s in exclude_from_adaptation

@@ -79,10 +79,8 @@ class Lookahead(_common.OptimizerWrapper):
 
     def __init__(self, optimizer, sync_period=5, slow_step_size=0.5, name=None):
         _common.check_optimizer(optimizer, "optimizer")
-        sync_period = _common.check_int(sync_period, "sync_period", 1)
-        slow_step_size = _common.check_real(
-            slow_step_size, "slow_step_size", low=0.0, high=1.0, low_open=True
-        )
+        sync_period = _common.check_int("sync_period", sync_period, 1)
+        slow_step_size = _common.check_real("slow_step_size", slow_step_size, low=0.0, high=1.0, low_open=True)
         super().__init__(optimizer, name=name)
         self.sync_period = sync_period
         self.slow_step_size = slow_step_size

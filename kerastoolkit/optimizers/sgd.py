@@ -93,13 +93,13 @@ class SGD(keras.optimizers.Optimizer):
         ) or callable(momentum):
             pass
         else:
-            momentum = _common.check_beta(momentum, "momentum")
+            momentum = _common.check_beta("momentum", momentum)
         if not isinstance(nesterov, bool):
             raise TypeError(
                 f"`nesterov` must be a bool. Received: nesterov={nesterov!r}"
             )
         if weight_decay is not None:
-            weight_decay = _common.check_real(weight_decay, "weight_decay", 0.0)
+            weight_decay = _common.check_real("weight_decay", weight_decay, 0.0)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

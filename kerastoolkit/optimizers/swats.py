@@ -105,14 +105,12 @@ class SWATS(keras.optimizers.Optimizer):
         name=None,
     ):
         learning_rate = _common.check_learning_rate(learning_rate)
-        beta_1 = _common.check_beta(beta_1, "beta_1")
-        beta_2 = _common.check_beta(beta_2, "beta_2")
-        epsilon = _common.check_real(epsilon, "epsilon", 0.0)
-        switch_tolerance = _common.check_real(
-            switch_tolerance, "switch_tolerance", 0.0
-        )
+        beta_1 = _common.check_beta("beta_1", beta_1)
+        beta_2 = _common.check_beta("beta_2", beta_2)
+        epsilon = _common.check_real("epsilon", epsilon, 0.0)
+        switch_tolerance = _common.check_real("switch_tolerance", switch_tolerance, 0.0)
         if weight_decay is not None:
-            weight_decay = _common.check_real(weight_decay, "weight_decay", 0.0)
+            weight_decay = _common.check_real("weight_decay", weight_decay, 0.0)
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,

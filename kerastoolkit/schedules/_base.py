@@ -1,34 +1,15 @@
 """Shared argument checks and the step-or-epoch base class of the schedules."""
 
-import math
-import numbers
 
 import keras
 from keras import ops
 
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+from kerastoolkit import _checks
 
 
 def check_learning_rate(name, value):
     """Returns `value` as a float; it must be a finite real number >= 0."""
-    if not _is_real(value):
-        raise TypeError(
-            f"Argument `{name}` must be a Python float. "
-            f"Received: {name}={value!r}"
-        )
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be a finite number >= 0. "
-            f"Received: {name}={value}"
-        )
-    return value
+    return _checks.check_real(name, value, low=0.0)
 
 
 def check_nonnegative_float(name, value):
@@ -38,32 +19,12 @@ def check_nonnegative_float(name, value):
 
 def check_positive_int(name, value):
     """Returns `value` as an int; it must be an integer >= 1."""
-    if not _is_int(value):
-        raise TypeError(
-            f"Argument `{name}` must be a positive integer. "
-            f"Received: {name}={value!r}"
-        )
-    if value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer (>= 1). "
-            f"Received: {name}={value}"
-        )
-    return int(value)
+    return _checks.check_int(name, value, 1)
 
 
 def check_nonnegative_int(name, value):
     """Returns `value` as an int; it must be an integer >= 0."""
-    if not _is_int(value):
-        raise TypeError(
-            f"Argument `{name}` must be an integer >= 0. "
-            f"Received: {name}={value!r}"
-        )
-    if value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be an integer >= 0. "
-            f"Received: {name}={value}"
-        )
-    return int(value)
+    return _checks.check_int(name, value, 0)
 
 
 def check_steps_per_epoch(value):
@@ -88,7 +49,7 @@ def check_schedule(name, value):
     """Returns a float or a `LearningRateSchedule` (a nested schedule argument)."""
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
         return value
-    if _is_real(value):
+    if _checks.is_real(value):
         return check_learning_rate(name, value)
     raise TypeError(
         f"Argument `{name}` must be a float or a "

@@ -12,6 +12,7 @@ import math
 import keras
 from keras import ops
 
+from kerastoolkit import _checks
 from kerastoolkit.schedules import _base
 
 
@@ -377,7 +378,7 @@ class StepDecay(_base.EpochSchedule):
         self.initial_learning_rate = _base.check_learning_rate(
             "initial_learning_rate", initial_learning_rate
         )
-        if not _base._is_real(factor):
+        if not _checks.is_real(factor):
             raise TypeError(
                 f"Argument `factor` must be a float in (0, 1]. "
                 f"Received: factor={factor!r}"

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from kerastoolkit import _checks
 from kerastoolkit.schedules import _base
 
 _ANNEAL_STRATEGIES = ("cos", "linear")
@@ -93,19 +94,19 @@ class OneCycle(_base.EpochSchedule):
             "max_learning_rate", max_learning_rate
         )
         self.total = _base.check_positive_int("total", total)
-        self.pct_start = _check_real("pct_start", pct_start)
+        self.pct_start = _checks.check_real("pct_start", pct_start)
         if not 0.0 < self.pct_start < 1.0:
             raise ValueError(
                 "Argument `pct_start` must be in (0, 1). "
                 f"Received: pct_start={pct_start}"
             )
-        self.div_factor = _check_real("div_factor", div_factor)
+        self.div_factor = _checks.check_real("div_factor", div_factor)
         if not (math.isfinite(self.div_factor) and self.div_factor >= 1.0):
             raise ValueError(
                 "Argument `div_factor` must be a finite number >= 1. "
                 f"Received: div_factor={div_factor}"
             )
-        self.final_div_factor = _check_real("final_div_factor", final_div_factor)
+        self.final_div_factor = _checks.check_real("final_div_factor", final_div_factor)
         if not (
             math.isfinite(self.final_div_factor) and self.final_div_factor >= 1.0
         ):
@@ -148,11 +149,3 @@ class OneCycle(_base.EpochSchedule):
             "steps_per_epoch": self.steps_per_epoch,
             "name": self.name,
         }
-
-
-def _check_real(name, value):
-    if not _base._is_real(value):
-        raise TypeError(
-            f"Argument `{name}` must be a Python float. Received: {name}={value!r}"
-        )
-    return float(value)
