@@ -1,5 +1,5 @@
-"""Helpers shared by the callbacks: argument checks, the optimizer's learning
-rate object, retracing and the per-epoch state file that lets a run resumed by
+"""Helpers shared by the callbacks: argument checks, the optimizer (the rate
+itself is `_rate.py`'s), retracing and the per-epoch state file that lets a run resumed by
 `keras.callbacks.BackupAndRestore` continue where it stopped."""
 
 import json
@@ -12,6 +12,7 @@ import numpy as np
 from kerastoolkit._checks import check_int  # noqa: F401  (used as _common.check_int)
 from kerastoolkit._checks import check_real
 from kerastoolkit._checks import is_real  # noqa: F401
+from kerastoolkit.callbacks import _rate
 
 _SCHEDULE = keras.optimizers.schedules.LearningRateSchedule
 
@@ -33,52 +34,12 @@ def check_backup_dir(value):
 
 
 def check_optimizer(callback, model):
-    """The model's optimizer, or a clear error when the model is not compiled."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        raise ValueError(
-            f"`{type(callback).__name__}` needs a compiled model with an "
-            "optimizer. Call `model.compile(optimizer=...)` first."
-        )
-    if hasattr(optimizer, "inner_optimizer"):  # LossScaleOptimizer
-        optimizer = optimizer.inner_optimizer
-    return optimizer
-
-
-def lr_object(optimizer):
-    """The optimizer's learning-rate *object*: a schedule or a `keras.Variable`.
-
-    Keras's public `optimizer.learning_rate` returns the current *value*;
-    callbacks that wrap the schedule need the object itself.
-    """
-    return optimizer._learning_rate
+    """The model's innermost optimizer (wrappers unwrapped), or a clear error."""
+    return _rate.optimizer_of(callback, model)
 
 
 def is_schedule(value):
     return isinstance(value, _SCHEDULE)
-
-
-def schedule_chain(value):
-    """`value`, then the schedule it wraps (`.schedule`), and so on."""
-    seen = 0
-    while value is not None and seen < 64:
-        yield value
-        value = getattr(value, "schedule", None)
-        seen += 1
-
-
-def base_learning_rate(optimizer):
-    """The optimizer's rate as a `Warmup`/`Scaled` argument: a float or a schedule."""
-    obj = lr_object(optimizer)
-    if is_schedule(obj):
-        return obj
-    if callable(obj) and not isinstance(obj, keras.Variable):
-        raise TypeError(
-            "The optimizer's learning rate is a plain callable; kerastoolkit "
-            "callbacks need a float or a `LearningRateSchedule`. "
-            f"Received: learning_rate={obj!r}"
-        )
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 def current_learning_rate(optimizer):
@@ -86,53 +47,8 @@ def current_learning_rate(optimizer):
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
-_FLOAT_RATE = "_kerastoolkit_float_rate"
-
-
-def install_schedule(model, optimizer, schedule):
-    """Sets the optimizer's learning rate to `schedule` and drops a traced step.
-
-    A train function traced before holds the old schedule object; it is
-    rebuilt so that the next step uses the new one.
-
-    When the optimizer's rate is a float (a `keras.Variable`), Keras's
-    `optimizer.learning_rate = schedule` would untrack that variable: the
-    optimizer's variable list changes (a checkpoint written before no longer
-    lines up) and, on TensorFlow, `model.export` then fails ("Unable to save
-    the object ListWrapper(...)", the list had an element removed). So the
-    variable stays tracked, the schedule is attached beside it for the
-    duration of `fit`, and `restore_float_rate` puts the float back (set to
-    the rate reached) when training ends.
-    """
-    current = lr_object(optimizer)
-    if isinstance(current, keras.Variable):
-        object.__setattr__(optimizer, _FLOAT_RATE, current)
-        object.__setattr__(optimizer, "_learning_rate", schedule)
-    else:
-        optimizer.learning_rate = schedule
-    retrace(model)
-
-
-def restore_float_rate(model):
-    """Puts back a float rate replaced by `install_schedule`, at its last value."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return
-    if hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
-    variable = getattr(optimizer, _FLOAT_RATE, None)
-    if variable is None:
-        return
-    value = current_learning_rate(optimizer)
-    object.__setattr__(optimizer, "_learning_rate", variable)
-    object.__setattr__(optimizer, _FLOAT_RATE, None)
-    variable.assign(value)
-    retrace(model)
-
-
 def retrace(model):
-    if getattr(model, "train_function", None) is not None:
-        model.make_train_function(force=True)
+    _rate.retrace(model)
 
 
 def warn_missing_monitor(callback, monitor, logs):

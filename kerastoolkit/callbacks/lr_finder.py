@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.callbacks import _common
 from kerastoolkit.diagnostics.plots import save_figure
 
@@ -114,7 +115,7 @@ class LRFinder(keras.callbacks.Callback):
         self._opt_values = [
             np.array(keras.ops.convert_to_numpy(v), copy=True) for v in optimizer.variables
         ]
-        self._lr_obj = _common.lr_object(optimizer)
+        self._lr_obj = _keras_compat.learning_rate_object(optimizer)
         self._was_variable = isinstance(self._lr_obj, keras.Variable)
         if not self._was_variable:
             # A schedule: sweep with a constant variable-backed stand-in.
@@ -137,10 +138,10 @@ class LRFinder(keras.callbacks.Callback):
         if jax:  # JAX keeps the step's state outside the variables: write it back
             self.model.jax_state_sync()
         self._sweep_var.assign(self._rate(self._i))
-        if jax:  # ...and make the next step read the variables again
-            self.model._jax_state_synced = True
-            if not self._was_variable:
-                _common.retrace(self.model)
+        # `jax_state_sync` marked the state synced: the next step reads the
+        # variables again, the new rate included.
+        if jax and not self._was_variable:
+            _common.retrace(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         mean = float(np.asarray(logs["loss"]))

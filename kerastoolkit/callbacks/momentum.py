@@ -1,7 +1,10 @@
 """`MomentumSchedule`: drives an optimizer's momentum (β) from a schedule."""
 
 import keras
+
+from kerastoolkit import _keras_compat
 from kerastoolkit.callbacks import _common
+from kerastoolkit.optimizers.sgd import SGD
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
@@ -18,8 +21,11 @@ class MomentumSchedule(keras.callbacks.Callback):
 
     and `β(t)` is the value used by step `t`. Any optimizer with a `momentum`
     hyperparameter (`SGD`, `RMSprop`) or a `beta_1` (`Adam`, `AdamW`,
-    `Nadam`, `Lion`...) can be driven. While `fit` runs, the optimizer's
-    attribute is a stand-in whose value is `schedule(optimizer.iterations)`,
+    `Nadam`, `Lion`...) can be driven, and `kt.optimizers.SGD` (whose
+    `momentum` takes the schedule itself). Optimizer wrappers
+    (`LossScaleOptimizer`, `kt.optimizers.Lookahead`...) are unwrapped.
+    An optimizer with neither raises at once. While `fit` runs, a Keras
+    optimizer's attribute is a stand-in whose value is `schedule(optimizer.iterations)`,
     computed inside the compiled train step (TensorFlow and JAX alike): no
     per-step Python work. The step is the optimizer's, so a run resumed by
     `keras.callbacks.BackupAndRestore` continues on the same curve. After
@@ -91,13 +97,18 @@ class MomentumSchedule(keras.callbacks.Callback):
         optimizer = _common.check_optimizer(self, self.model)
         name = self._attribute(optimizer)
         current = getattr(optimizer, name)
+        native = _accepts_schedule(optimizer, name)
+        if native and _common.is_schedule(current):
+            current = self._value(optimizer.iterations)
         if isinstance(current, keras.Variable):
             current = float(keras.ops.convert_to_numpy(current))
-        if name == "momentum" and isinstance(optimizer, keras.optimizers.SGD) and not current:
+        if name == "momentum" and not current and isinstance(
+            optimizer, (keras.optimizers.SGD, SGD)
+        ):
             raise ValueError(
-                "SGD was created with `momentum=0`, so it keeps no momentum; "
-                "create it with a non-zero momentum (e.g. the schedule's first "
-                f"value). Received: momentum={current}"
+                f"{type(optimizer).__name__} was created with `momentum=0`, so it "
+                "keeps no momentum; create it with a non-zero momentum (e.g. "
+                f"the schedule's first value). Received: momentum={current}"
             )
         self._optimizer, self._name = optimizer, name
         if not optimizer.built:  # build with the float (SGD tests `momentum != 0`)
@@ -108,14 +119,18 @@ class MomentumSchedule(keras.callbacks.Callback):
                 f"The momentum schedule must stay > 0. Received: {name}={first} "
                 f"at step {int(keras.ops.convert_to_numpy(optimizer.iterations))}"
             )
-        if self.variable is None:
-            self.variable = _ScheduledHyperparameter(
-                first, dtype="float32", trainable=False, autocast=False, name=name
-            )
-        self.variable.attach(self.schedule, optimizer, first)
-        # Bypass the optimizer's tracker: the value is not optimizer state (it
-        # follows from the step), so checkpoints keep their layout.
-        object.__setattr__(optimizer, name, self.variable)
+        if native:
+            # `kt.optimizers.SGD` takes a schedule for `momentum` (public API).
+            setattr(optimizer, name, self.schedule)
+        else:
+            if self.variable is None:
+                self.variable = _keras_compat.ScheduledHyperparameter(
+                    first, dtype="float32", trainable=False, autocast=False, name=name
+                )
+            self.variable.attach(self.schedule, optimizer, first)
+            # Not optimizer state (it follows from the step): untracked, so
+            # checkpoints keep their layout.
+            _keras_compat.set_untracked_attribute(optimizer, name, self.variable)
         _common.retrace(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -124,9 +139,11 @@ class MomentumSchedule(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._optimizer is not None:
-            object.__setattr__(
-                self._optimizer, self._name, self._value(self._optimizer.iterations)
-            )
+            last = self._value(self._optimizer.iterations)
+            if _accepts_schedule(self._optimizer, self._name):
+                setattr(self._optimizer, self._name, last)
+            else:
+                _keras_compat.set_untracked_attribute(self._optimizer, self._name, last)
             _common.retrace(self.model)
 
     def get_config(self):
@@ -142,88 +159,6 @@ class MomentumSchedule(keras.callbacks.Callback):
         return cls(**config)
 
 
-class _ScheduledHyperparameter(keras.Variable):
-    """An optimizer hyperparameter whose value is `schedule(optimizer.iterations)`.
-
-    Every read (`ops.cast(self.momentum, ...)`, `1 - self.beta_1`...) goes
-    through `value`, which evaluates the schedule at the optimizer's current
-    step, so inside the compiled train step β is computed in the graph, per
-    step, with no Python work (and under JAX from the step's state).
-    Keras's optimizers also test the hyperparameter in Python while tracing
-    (`if self.momentum != 0:` in SGD, `> 0` in RMSprop): comparisons with a
-    Python number use the value when training started (the schedule stays
-    > 0, so the traced branch is right).
-    """
-
-    python_value = 1.0
-    _schedule = None
-    _optimizer = None
-
-    def attach(self, schedule, optimizer, python_value):
-        self._schedule = schedule
-        self._optimizer = optimizer
-        self.python_value = float(python_value)
-
-    _cache_key = None
-    _cache_value = None
-
-    @property
-    def value(self):
-        if self._schedule is None:
-            return super().value
-        # The optimizer reads β once or twice per variable; compute it once
-        # per traced step (per graph on TensorFlow, per step-state tracer on
-        # JAX) instead of once per read.
-        key = _trace_key(self._optimizer)
-        if key is not None and key is self._cache_key:
-            return self._cache_value
-        value = keras.ops.cast(self._schedule(self._optimizer.iterations), "float32")
-        if key is not None:
-            self._cache_key, self._cache_value = key, value
-        return value
-
-    def _compare(self, other, op):
-        if isinstance(other, (int, float)) and not isinstance(other, bool):
-            return op(self.python_value, other)
-        return NotImplemented
-
-    def __eq__(self, other):
-        result = self._compare(other, lambda a, b: a == b)
-        return super().__eq__(other) if result is NotImplemented else result
-
-    def __ne__(self, other):
-        result = self._compare(other, lambda a, b: a != b)
-        return super().__ne__(other) if result is NotImplemented else result
-
-    def __gt__(self, other):
-        result = self._compare(other, lambda a, b: a > b)
-        return super().__gt__(other) if result is NotImplemented else result
-
-    def __ge__(self, other):
-        result = self._compare(other, lambda a, b: a >= b)
-        return super().__ge__(other) if result is NotImplemented else result
-
-    def __lt__(self, other):
-        result = self._compare(other, lambda a, b: a < b)
-        return super().__lt__(other) if result is NotImplemented else result
-
-    def __le__(self, other):
-        result = self._compare(other, lambda a, b: a <= b)
-        return super().__le__(other) if result is NotImplemented else result
-
-    __hash__ = keras.Variable.__hash__
-
-
-def _trace_key(optimizer):
-    """An object that identifies the step being traced, or `None` when eager."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.compat.v1.get_default_graph() if tf.inside_function() else None
-    if backend == "jax":
-        import jax
-
-        step = optimizer._iterations.value
-        return step if isinstance(step, jax.core.Tracer) else None
-    return None
+def _accepts_schedule(optimizer, name):
+    """Whether the optimizer's own `name` argument may be a schedule."""
+    return name == "momentum" and isinstance(optimizer, SGD)

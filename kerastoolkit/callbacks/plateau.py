@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from kerastoolkit.callbacks import _common
+from kerastoolkit.callbacks import _rate
 from kerastoolkit.schedules.scaled import Scaled
 
 
@@ -23,12 +24,16 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
 
     where `η` is the optimizer's own rate. Unlike Keras's callback (which
     raises `TypeError` on a schedule, tensorflow#36612), `η` may be a float, a
-    toolkit schedule or any Keras `LearningRateSchedule`: the callback wraps it
-    once in a `kt.schedules.Scaled` (or reuses one already there) and lowers
-    its multiplier, so the schedule keeps its shape. A reduction never takes
+    toolkit schedule or any Keras `LearningRateSchedule`: the callback adds a
+    `kt.schedules.Scaled` to the optimizer's rate program
+    (`kerastoolkit/callbacks/_rate.py`, shared with `Warmup` and
+    `SnapshotEnsemble`) and lowers its multiplier, so a schedule keeps its
+    shape. A float rate stays a float: its variable is assigned, as
+    `ReduceLROnPlateau` does, so checkpoints and exports are unchanged.
+    Optimizer wrappers (`LossScaleOptimizer`, `kt.optimizers.Lookahead`...)
+    are unwrapped to the optimizer that owns the rate. A reduction never takes
     the current rate below `min_lr`, and none happens once the current rate is
-    at or below `min_lr`. An optimizer created with a float rate has a
-    float rate again after `fit` (the rate reached).
+    at or below `min_lr`.
 
     The effective rate (multiplier included) at the end of each epoch, before
     that epoch's reduction, is written to `logs["learning_rate"]`, so
@@ -133,17 +138,15 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
             self._install()
 
     def _install(self):
-        optimizer = _common.check_optimizer(self, self.model)
-        current = _common.lr_object(optimizer)
-        chain = list(_common.schedule_chain(current)) if _common.is_schedule(current) else []
-        if self.scaled is not None and any(s is self.scaled for s in chain):
-            return
-        for s in chain:
-            if isinstance(s, Scaled):
-                self.scaled = s
-                return
-        self.scaled = Scaled(_common.base_learning_rate(optimizer))
-        _common.install_schedule(self.model, optimizer, self.scaled)
+        program = _rate.RateProgram.of(self.model, self)
+        adopted = program.adopt("Scaled")  # from a checkpoint written mid-training
+        multiplier = 1.0 if adopted is None else adopted.multiplier
+
+        def factory(inner):
+            return Scaled(inner, multiplier=multiplier, name=_rate.MARK + "Scaled")
+
+        self.scaled = program.register(self, factory, "PlateauDecay", per_step=False)
+        self._program = program
 
     @property
     def multiplier(self):
@@ -174,8 +177,10 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
             self._install()
         if self.scaled.multiplier != value:
             self.scaled.multiplier = value
-            if Scaled.needs_retrace():
-                _common.retrace(self.model)
+            if self._program.variable is not None:
+                self._program.sync(self.model)  # a float rate: assign it
+            elif Scaled.needs_retrace():
+                _rate.retrace(self.model)
 
     # --- training -----------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -185,9 +190,14 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
         self._install()
         self._direction = _common.infer_mode(self.monitor, self.mode)
         self._begin_fit()
+        self._program.sync(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._maybe_resume(epoch)
+        self._program.sync(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._program.after_step(self.model)
 
     def _improved(self, current):
         if self.best is None:
@@ -198,8 +208,7 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        optimizer = _common.check_optimizer(self, self.model)
-        lr = _common.current_learning_rate(optimizer)
+        lr = self._program.current_rate()
         logs["learning_rate"] = lr
         current = logs.get(self.monitor)
         if current is None:
@@ -227,7 +236,7 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs=None):
-        _common.restore_float_rate(self.model)
+        self._program.release(self)
 
     def _reduce(self, epoch, lr):
         if not lr > np.float32(self.min_lr):

@@ -1,13 +1,14 @@
 """`SnapshotEnsemble`: cyclic cosine learning rate and one snapshot per cycle."""
 
 import glob
-import math
 import os
 import re
+import warnings
 
 import keras
 
 from kerastoolkit.callbacks import _common
+from kerastoolkit.callbacks import _rate
 from kerastoolkit.schedules.cyclic_cosine import CyclicCosine
 
 _SNAPSHOT = re.compile(r"snapshot_(\d+)\.keras$")
@@ -19,14 +20,16 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     The learning rate follows a cyclic cosine annealing with `M = cycles`
     restarts over `T` steps (`T = total_epochs` times the steps per epoch,
-    with the cycle length rounded up to whole epochs, `E = ceil(total_epochs / M)`),
+    `E = total_epochs / M` epochs per cycle; `total_epochs` must be a multiple
+    of `M`, so that the last snapshot too is taken at a cycle's end),
 
     ```
     lr(t) = η0 / 2 · (cos(π · mod(t, E·S) / (E·S)) + 1)      (S = steps per epoch)
     ```
 
     (`kt.schedules.CyclicCosine`, installed on the optimizer when `fit`
-    starts). At the end of every cycle, where the rate is lowest and the model
+    starts, as part of the optimizer's rate program, `callbacks/_rate.py`: a
+    float rate is assigned step by step, a schedule is replaced). At the end of every cycle, where the rate is lowest and the model
     sits in a local minimum, the model is saved as
     `directory/snapshot_<k>.keras`. When training ends, `self.ensemble` is a
     `kt.models.Ensemble` of the snapshots (it averages their predicted class
@@ -39,15 +42,16 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     Args:
         cycles: int >= 1, `M`, the number of cycles and snapshots.
-        total_epochs: int >= `cycles`, the epochs of the `fit` call.
+        total_epochs: int, a multiple of `cycles`, the epochs of the `fit` call.
         directory: where the snapshots are written.
         initial_learning_rate: float > 0, `η0`, the rate at each restart, or
             `None` for the optimizer's rate when `fit` starts. Defaults to `None`.
         verbose: int, 1 prints each snapshot. Defaults to `0`.
 
     Raises:
-        ValueError: for `cycles < 1`, `total_epochs < cycles` or a
-            non-positive `initial_learning_rate`.
+        ValueError: for `cycles < 1`, `total_epochs` not a multiple of
+            `cycles` or a non-positive `initial_learning_rate`; when `fit`
+            starts, if it runs fewer epochs than one cycle.
         TypeError: for a value of the wrong type.
 
     Example:
@@ -73,6 +77,17 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                 f"({self.cycles}): one snapshot per cycle. "
                 f"Received: total_epochs={self.total_epochs}"
             )
+        if self.total_epochs % self.cycles:
+            below = self.total_epochs - self.total_epochs % self.cycles
+            divisors = [c for c in range(1, self.total_epochs + 1) if self.total_epochs % c == 0]
+            raise ValueError(
+                f"Argument `total_epochs` ({self.total_epochs}) must be a multiple of "
+                f"`cycles` ({self.cycles}): otherwise the last cycle is cut in the "
+                "middle and its snapshot is taken where the rate is still high, "
+                "not at a cycle's minimum. Use total_epochs="
+                f"{below} or {below + self.cycles}, or cycles in {divisors}. "
+                f"Received: total_epochs={self.total_epochs}, cycles={self.cycles}"
+            )
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
             raise TypeError(
                 f"Argument `directory` must be a path. Received: directory={directory!r}"
@@ -89,7 +104,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                 )
         self.initial_learning_rate = initial_learning_rate
         self.verbose = _common.check_int("verbose", verbose, 0)
-        self.epochs_per_cycle = math.ceil(self.total_epochs / self.cycles)
+        self.epochs_per_cycle = self.total_epochs // self.cycles
         self.schedule = None
         self.snapshot_paths = []
         self.ensemble = None
@@ -100,27 +115,37 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             self._install(params)
 
     def _install(self, params):
-        optimizer = _common.check_optimizer(self, self.model)
-        current = _common.lr_object(optimizer)
-        if self.schedule is not None and any(
-            s is self.schedule for s in _common.schedule_chain(current)
-        ):
-            return
+        program = _rate.RateProgram.of(self.model, self)
         steps = (params or {}).get("steps")
         if not steps:
             raise ValueError(
                 "`SnapshotEnsemble` needs the number of steps per epoch; pass "
                 f"`steps_per_epoch` to `fit`. Received: steps={steps}"
             )
-        eta0 = self.initial_learning_rate or getattr(self, "_eta0", None)
-        if eta0 is None:
-            eta0 = _common.current_learning_rate(optimizer)
-        self._eta0 = eta0  # a later `fit` restarts from the same η0
         steps_per_cycle = self.epochs_per_cycle * int(steps)
-        self.schedule = CyclicCosine(
-            eta0, total=self.cycles * steps_per_cycle, cycles=self.cycles
+        eta0 = self.initial_learning_rate or getattr(self, "_eta0", None)
+        cycles = self.cycles
+        snapshot = self
+
+        def factory(inner):
+            rate = eta0
+            if rate is None:  # the optimizer's rate when `fit` first starts
+                rate = float(inner) if not _common.is_schedule(inner) else (
+                    program.current_rate()
+                )
+            snapshot._eta0 = rate  # a later `fit` restarts from the same η0
+            return CyclicCosine(
+                rate,
+                total=cycles * steps_per_cycle,
+                cycles=cycles,
+                name=_rate.MARK + "CyclicCosine",
+            )
+
+        self.schedule = program.register(
+            self, factory, "SnapshotEnsemble", per_step=True, replace=True
         )
-        _common.install_schedule(self.model, optimizer, self.schedule)
+        program.check_execution(self.model, self)
+        self._program = program
 
     def _existing(self):
         found = {}
@@ -131,12 +156,34 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         return found
 
     def on_train_begin(self, logs=None):
-        if self.schedule is None:
-            self._install(self.params)
+        self._install(self.params)
         self._first_epoch = True
         self.ensemble = None
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and epochs < self.epochs_per_cycle:
+            raise ValueError(
+                f"`SnapshotEnsemble` takes a snapshot at the end of each cycle of "
+                f"{self.epochs_per_cycle} epochs, but `fit` runs {epochs} epochs: "
+                "no snapshot would be taken and `ensemble` would stay `None`. "
+                "Run `fit` for `total_epochs` epochs or lower `total_epochs`. "
+                f"Received: epochs={epochs}, total_epochs={self.total_epochs}, "
+                f"cycles={self.cycles}"
+            )
+        if epochs is not None and epochs != self.total_epochs:
+            warnings.warn(
+                f"`SnapshotEnsemble` was set up for total_epochs={self.total_epochs}, "
+                f"but `fit` runs epochs={epochs}: it takes "
+                f"{min(epochs, self.total_epochs) // self.epochs_per_cycle} of "
+                f"{self.cycles} snapshots.",
+                stacklevel=2,
+            )
+        self._program.sync(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._program.after_step(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._program.sync(self.model)
         if not self._first_epoch:
             return
         self._first_epoch = False
@@ -148,9 +195,9 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self.snapshot_paths = [existing[k] for k in sorted(existing) if k <= done]
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.epochs_per_cycle and epoch + 1 != self.total_epochs:
+        if (epoch + 1) % self.epochs_per_cycle:
             return
-        k = math.ceil((epoch + 1) / self.epochs_per_cycle)
+        k = (epoch + 1) // self.epochs_per_cycle
         if k > self.cycles or (self.snapshot_paths and self._index(self.snapshot_paths[-1]) >= k):
             return
         os.makedirs(self.directory, exist_ok=True)
@@ -167,11 +214,18 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         return int(_SNAPSHOT.search(path).group(1))
 
     def on_train_end(self, logs=None):
-        _common.restore_float_rate(self.model)
+        self._program.release(self)
         if self.snapshot_paths:
             from kerastoolkit.models.ensemble import Ensemble
 
             self.ensemble = Ensemble.load(self.directory, pattern="snapshot_*.keras")
+        else:
+            warnings.warn(
+                "`SnapshotEnsemble`: training ended before the first cycle "
+                f"({self.epochs_per_cycle} epochs) was complete (stopped early?): "
+                "no snapshot was taken and `ensemble` is `None`.",
+                stacklevel=2,
+            )
 
     def get_config(self):
         return {

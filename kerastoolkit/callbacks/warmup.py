@@ -3,6 +3,7 @@
 import keras
 
 from kerastoolkit.callbacks import _common
+from kerastoolkit.callbacks import _rate
 from kerastoolkit.schedules.warmup import Warmup as WarmupSchedule
 
 
@@ -22,17 +23,26 @@ class Warmup(keras.callbacks.Callback):
 
     The ramp rises every step (not once per epoch), as in Goyal et al. (2018).
     `warmup_epochs` is converted to steps with the number of steps per epoch
-    of the `fit` call. The callback does this by wrapping the optimizer's rate
-    in a `kt.schedules.Warmup` when `fit` starts, so the rate is computed
-    inside the compiled train step (no per-step Python work) and it composes
-    with `PlateauDecay`, `MomentumSchedule` and Keras's `EarlyStopping`.
+    of the `fit` call. The ramp is a `kt.schedules.Warmup` part of the
+    optimizer's rate program (`kerastoolkit/callbacks/_rate.py`, shared with
+    `PlateauDecay` and `SnapshotEnsemble`): on an optimizer built with a
+    schedule it wraps the schedule inside the compiled step; on one built with
+    a float rate the callback assigns the optimizer's own learning-rate
+    variable before every step (as `ReduceLROnPlateau` does), so the optimizer
+    keeps its variables, `.keras` checkpoints written mid-training reload with
+    their state and `model.export` works. Optimizer wrappers
+    (`LossScaleOptimizer` under `mixed_float16`, `kt.optimizers.Lookahead`...)
+    are unwrapped to the optimizer that owns the rate. A float rate with
+    `steps_per_execution > 1` is refused (the callback would only run every
+    few steps). It composes with `PlateauDecay`, `MomentumSchedule` and
+    Keras's `EarlyStopping`.
     The optimizer's schedule starts at its own step 0 after the warmup: its
     `decay_steps`/`total` do **not** include the warmup. The step counted is
     the optimizer's `iterations`, so a run resumed by
-    `keras.callbacks.BackupAndRestore` continues on the same curve.
+    `keras.callbacks.BackupAndRestore` continues on the same curve; to
+    continue from a float-rate `.keras` checkpoint written mid-warmup (a new
+    process), pass `warmup_target` (the saved rate is one reached on the way).
     `logs["learning_rate"]` receives the rate at the end of every epoch.
-    An optimizer created with a float rate has a float rate again after
-    `fit` (the last value), so the model saves, loads and exports as usual.
 
     Args:
         warmup_steps: int >= 1, `W` in optimizer steps. Give this or
@@ -40,6 +50,11 @@ class Warmup(keras.callbacks.Callback):
         warmup_epochs: int >= 1, `W` in epochs of the `fit` call (needs a
             known number of steps per epoch). Defaults to `None`.
         start: float >= 0, the rate at step 0. Defaults to `0.0`.
+        warmup_target: float >= 0, the rate the warmup rises to on an
+            optimizer with a float rate, or `None` for that float when `fit`
+            first starts. Needed only to resume mid-warmup from a `.keras`
+            checkpoint in a new process; must be `None` with a schedule.
+            Defaults to `None`.
         verbose: int, 1 prints the warmup when training starts. Defaults to `0`.
 
     Raises:
@@ -59,7 +74,9 @@ class Warmup(keras.callbacks.Callback):
           Large Minibatch SGD: Training ImageNet in 1 Hour", Section 2.2.
     """
 
-    def __init__(self, warmup_steps=None, warmup_epochs=None, start=0.0, verbose=0):
+    def __init__(
+        self, warmup_steps=None, warmup_epochs=None, start=0.0, warmup_target=None, verbose=0
+    ):
         super().__init__()
         if (warmup_steps is None) == (warmup_epochs is None):
             raise ValueError(
@@ -71,8 +88,12 @@ class Warmup(keras.callbacks.Callback):
             "warmup_epochs", warmup_epochs, 1, allow_none=True
         )
         self.start = _common.check_float("start", start)
+        self.warmup_target = _common.check_float(
+            "warmup_target", warmup_target, allow_none=True
+        )
         self.verbose = _common.check_int("verbose", verbose, 0)
-        self.schedule = None  # the installed `kt.schedules.Warmup`
+        self.schedule = None  # the `kt.schedules.Warmup` of the rate program
+        self._target = None  # the float base reached (kept for a later `fit`)
 
     def set_params(self, params):
         super().set_params(params)
@@ -92,17 +113,25 @@ class Warmup(keras.callbacks.Callback):
         return self.warmup_epochs * int(steps)
 
     def _install(self, params):
-        optimizer = _common.check_optimizer(self, self.model)
-        current = _common.lr_object(optimizer)
-        if self.schedule is not None and any(
-            s is self.schedule for s in _common.schedule_chain(current)
-        ):
-            return  # already installed (a second `fit`)
+        program = _rate.RateProgram.of(self.model, self)
         steps = self._steps(params)
-        self.schedule = WarmupSchedule(
-            _common.base_learning_rate(optimizer), warmup_steps=steps, start=self.start
+        start = self.start
+
+        def factory(inner):
+            return WarmupSchedule(
+                inner, warmup_steps=steps, start=start, name=_rate.MARK + "Warmup"
+            )
+
+        target = self.warmup_target if self.warmup_target is not None else self._target
+        if program.variable is None:
+            target = None  # the schedule defines the target
+        self.schedule = program.register(
+            self, factory, "Warmup", per_step=True, base=target
         )
-        _common.install_schedule(self.model, optimizer, self.schedule)
+        if program.variable is not None:
+            self._target = program.base
+        program.check_execution(self.model, self)
+        self._program = program
         if self.verbose:
             print(f"Warmup: learning rate from {self.start} over {steps} steps.")
 
@@ -110,20 +139,27 @@ class Warmup(keras.callbacks.Callback):
         # Again, in case another callback replaced the rate in `set_params`
         # (e.g. `SnapshotEnsemble` listed after this one); a no-op otherwise.
         self._install(self.params)
+        self._program.sync(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._program.sync(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._program.after_step(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            optimizer = _common.check_optimizer(self, self.model)
-            logs["learning_rate"] = _common.current_learning_rate(optimizer)
+            logs["learning_rate"] = self._program.current_rate()
 
     def on_train_end(self, logs=None):
-        _common.restore_float_rate(self.model)
+        self._program.release(self)
 
     def get_config(self):
         return {
             "warmup_steps": self.warmup_steps,
             "warmup_epochs": self.warmup_epochs,
             "start": self.start,
+            "warmup_target": self.warmup_target,
             "verbose": self.verbose,
         }
 

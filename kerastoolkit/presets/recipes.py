@@ -212,7 +212,12 @@ class Preset:
                 )
             result.append(
                 kt_callbacks.SnapshotEnsemble(
-                    cycles=min(config["snapshots"], epochs),
+                    # The largest cycle count <= the preset's that divides
+                    # `epochs` (every snapshot at a cycle's end).
+                    cycles=max(
+                        c for c in range(1, min(config["snapshots"], epochs) + 1)
+                        if epochs % c == 0
+                    ),
                     total_epochs=epochs,
                     directory=directory,  # restarts from the optimizer's rate
                 )

@@ -1,0 +1,185 @@
+"""Every use of Keras internals in kerastoolkit, in one place.
+
+kerastoolkit uses Keras's public API. Where nothing public can do the job, the
+code lives here, one section per piece. Each piece says why public API cannot
+do it and which upstream issue it works around, is guarded by the Keras
+versions it was verified on (`require_keras_version`), and has a test in
+`tests/test_keras_compat.py` that fails when Keras changes the internal it
+relies on. Other subsystems add their own sections (one heading each).
+
+API:
+    require_keras_version(feature): raises `RuntimeError` naming `feature`
+        when the installed Keras is outside `VERIFIED_KERAS`.
+    learning_rate_object(optimizer): the optimizer's rate *object* (a
+        `keras.Variable` for a float rate, or the `LearningRateSchedule`).
+    set_untracked_attribute(optimizer, name, value): sets an attribute without
+        the optimizer's variable tracker seeing it.
+    ScheduledHyperparameter: a `keras.Variable` whose value is a schedule of
+        the optimizer's step (a scheduled `momentum`/`beta_1`).
+"""
+
+import keras
+
+# --------------------------------------------------------------------------
+# Version guard (shared by every section)
+# --------------------------------------------------------------------------
+
+# Keras (major, minor) release lines on which every piece below was verified
+# by `tests/test_keras_compat.py`. Add a line here only after that test passes.
+VERIFIED_KERAS = ((3, 15),)
+
+
+def keras_version():
+    """The installed Keras version as a `(major, minor, patch)` tuple of ints."""
+    parts = []
+    for part in keras.__version__.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    while len(parts) < 3:
+        parts.append(0)
+    return tuple(parts)
+
+
+def require_keras_version(feature):
+    """Raises unless the installed Keras is one `feature`'s internals were verified on.
+
+    Args:
+        feature: str, what needs the internal (e.g.
+            `"kt.callbacks.MomentumSchedule"`), named in the error.
+
+    Raises:
+        RuntimeError: on a Keras version outside `VERIFIED_KERAS`.
+    """
+    if keras_version()[:2] in VERIFIED_KERAS:
+        return
+    verified = ", ".join(f"{a}.{b}.x" for a, b in VERIFIED_KERAS)
+    raise RuntimeError(
+        f"{feature} relies on Keras internals verified on Keras {verified} only "
+        f"(see kerastoolkit/_keras_compat.py). Install a verified Keras or run "
+        f"tests/test_keras_compat.py against this one and add it to "
+        f"VERIFIED_KERAS. Received: keras.__version__={keras.__version__!r}"
+    )
+
+
+# --------------------------------------------------------------------------
+# Optimizer learning-rate object
+# --------------------------------------------------------------------------
+# Why: `optimizer.learning_rate` (public) returns the rate's current *value*;
+# the callbacks need the *object* (is it a `keras.Variable` to assign, or a
+# `LearningRateSchedule` to wrap?). Keras has no public accessor for it; the
+# object is `optimizer._learning_rate` (keras/src/optimizers/base_optimizer.py).
+# Upstream: tensorflow#36612 (ReduceLROnPlateau cannot tell schedules apart
+# either and raises TypeError).
+
+
+def learning_rate_object(optimizer):
+    """The optimizer's learning-rate object: a `keras.Variable` or a schedule."""
+    require_keras_version("reading an optimizer's learning-rate object")
+    return optimizer._learning_rate
+
+
+# --------------------------------------------------------------------------
+# Untracked optimizer attributes and scheduled hyperparameters
+# (kt.callbacks.MomentumSchedule on Keras's SGD, RMSprop, Adam, AdamW...)
+# --------------------------------------------------------------------------
+# Why: Keras's optimizers read `momentum`/`beta_1` as Python floats baked into
+# the traced step, with no schedule argument (keras-team/keras#19258 asks for
+# scheduled hyperparameters). To change β per step inside the compiled step,
+# the attribute is replaced while `fit` runs by a `keras.Variable` whose
+# `value` evaluates the schedule at the optimizer's step. Setting a Variable
+# attribute through `Optimizer.__setattr__` would add it to the optimizer's
+# tracked variables (its checkpoint layout changes), so it is set with
+# `object.__setattr__`. On JAX the step being traced is recognised from the
+# traced `optimizer._iterations.value` (public `iterations` is the same
+# variable, but may be wrapped in a floor-divide under gradient accumulation).
+
+
+def set_untracked_attribute(optimizer, name, value):
+    """`optimizer.<name> = value`, unseen by the optimizer's variable tracker."""
+    require_keras_version("setting an untracked optimizer attribute")
+    object.__setattr__(optimizer, name, value)
+
+
+def _trace_key(optimizer):
+    """An object that identifies the step being traced, or `None` when eager."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.compat.v1.get_default_graph() if tf.inside_function() else None
+    if backend == "jax":
+        import jax
+
+        step = optimizer._iterations.value
+        return step if isinstance(step, jax.core.Tracer) else None
+    return None
+
+
+class ScheduledHyperparameter(keras.Variable):
+    """An optimizer hyperparameter whose value is `schedule(optimizer.iterations)`.
+
+    Every read (`ops.cast(self.momentum, ...)`, `1 - self.beta_1`...) goes
+    through `value`, which evaluates the schedule at the optimizer's current
+    step, so inside the compiled train step β is computed in the graph, per
+    step, with no Python work (and under JAX from the step's state).
+    Keras's optimizers also test the hyperparameter in Python while tracing
+    (`if self.momentum != 0:` in SGD, `> 0` in RMSprop): comparisons with a
+    Python number use the value when training started (the schedule stays
+    > 0, so the traced branch is right).
+    """
+
+    python_value = 1.0
+    _schedule = None
+    _optimizer = None
+    _cache_key = None
+    _cache_value = None
+
+    def attach(self, schedule, optimizer, python_value):
+        require_keras_version("a scheduled optimizer hyperparameter")
+        self._schedule = schedule
+        self._optimizer = optimizer
+        self.python_value = float(python_value)
+
+    @property
+    def value(self):
+        if self._schedule is None:
+            return super().value
+        # Computed once per traced step instead of once per read.
+        key = _trace_key(self._optimizer)
+        if key is not None and key is self._cache_key:
+            return self._cache_value
+        value = keras.ops.cast(self._schedule(self._optimizer.iterations), "float32")
+        if key is not None:
+            self._cache_key, self._cache_value = key, value
+        return value
+
+    def _compare(self, other, op):
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            return op(self.python_value, other)
+        return NotImplemented
+
+    def __eq__(self, other):
+        result = self._compare(other, lambda a, b: a == b)
+        return super().__eq__(other) if result is NotImplemented else result
+
+    def __ne__(self, other):
+        result = self._compare(other, lambda a, b: a != b)
+        return super().__ne__(other) if result is NotImplemented else result
+
+    def __gt__(self, other):
+        result = self._compare(other, lambda a, b: a > b)
+        return super().__gt__(other) if result is NotImplemented else result
+
+    def __ge__(self, other):
+        result = self._compare(other, lambda a, b: a >= b)
+        return super().__ge__(other) if result is NotImplemented else result
+
+    def __lt__(self, other):
+        result = self._compare(other, lambda a, b: a < b)
+        return super().__lt__(other) if result is NotImplemented else result
+
+    def __le__(self, other):
+        result = self._compare(other, lambda a, b: a <= b)
+        return super().__le__(other) if result is NotImplemented else result
+
+    __hash__ = keras.Variable.__hash__
