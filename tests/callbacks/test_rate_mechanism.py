@@ -1,0 +1,142 @@
+"""The one rate mechanism (`callbacks/_rate.py`): issue 13, items 1 and 2.
+
+1. A float rate stays a float: `.keras` checkpoints written mid-training by
+   `keras.callbacks.ModelCheckpoint` reload with the optimizer's state.
+2. Wrappers are unwrapped recursively: under `mixed_float16` the optimizer is
+   `LossScaleOptimizer(Lookahead(SGD))`, and the callbacks still drive SGD's rate.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import kerastoolkit as kt
+from tests.callbacks._util import AppliedLR, InjectMetric, probe_data, probe_model
+
+
+def _mlp(optimizer, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 6)).astype("float32"), rng.integers(0, 3, n).astype("int32")
+
+
+@pytest.mark.parametrize(
+    "make_callback",
+    [
+        lambda d: kt.callbacks.PlateauDecay(monitor="fake", patience=0, factor=0.5),
+        lambda d: kt.callbacks.Warmup(warmup_steps=6),
+        lambda d: kt.callbacks.SnapshotEnsemble(cycles=1, total_epochs=2, directory=d),
+    ],
+    ids=["PlateauDecay", "Warmup", "SnapshotEnsemble"],
+)
+def test_keras_checkpoint_mid_training_keeps_the_optimizer_state(tmp_path, make_callback):
+    x, y = _data()
+    model = _mlp(keras.optimizers.Adam(1e-2))
+    n_before = None
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            nonlocal n_before
+            n_before = len(self.model.optimizer.variables)
+
+    path = str(tmp_path / "ckpt.keras")
+    callbacks = [
+        InjectMetric("fake", [1.0, 2.0]),
+        make_callback(str(tmp_path / "snaps")),
+        Count(),
+        keras.callbacks.ModelCheckpoint(path),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, batch_size=16, epochs=2, callbacks=callbacks, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Skipping variable loading for optimizer"
+        loaded = keras.saving.load_model(path)
+    assert n_before == len(model.optimizer.variables)
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    assert int(loaded.optimizer.iterations) == 8
+    for saved, live in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(live), rtol=1e-6
+        )
+    # The optimizer's config is still a float rate (the rate of the next step).
+    assert isinstance(loaded.optimizer.get_config()["learning_rate"], float)
+
+
+@pytest.fixture
+def mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_warmup_drives_the_rate_under_loss_scale_and_lookahead(mixed_float16):
+    inner = keras.optimizers.SGD(0.1)
+    model = probe_model(kt.optimizers.Lookahead(inner, sync_period=50))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    x, y, bs = probe_data(4)
+    probe = AppliedLR()
+    model.fit(x, y, batch_size=bs, epochs=1, shuffle=False, verbose=0,
+              callbacks=[kt.callbacks.Warmup(warmup_steps=4), probe])
+    expected = 0.1 * np.arange(4) / 4  # Goyal et al.: lr(t) = η·t/W for t < W
+    np.testing.assert_allclose(probe.applied, expected, atol=1e-6)
+
+
+def test_plateau_decay_lowers_the_applied_rate_under_loss_scale_and_lookahead(mixed_float16):
+    model = probe_model(kt.optimizers.Lookahead(keras.optimizers.SGD(0.1), sync_period=50))
+    x, y, bs = probe_data(2)
+    probe = AppliedLR()
+    model.fit(x, y, batch_size=bs, epochs=3, shuffle=False, verbose=0, callbacks=[
+        InjectMetric("fake", [1.0, 2.0, 3.0]),
+        kt.callbacks.PlateauDecay(monitor="fake", patience=0, factor=0.5),
+        probe,
+    ])
+    # Epoch 0 sets the best; epochs 1 and 2 do not improve: x0.5 after each.
+    expected = np.repeat([0.1, 0.1, 0.05], 2)
+    np.testing.assert_allclose(probe.applied, expected, rtol=1e-5)
+
+
+def test_resuming_mid_warmup_from_a_checkpoint_needs_the_target_then_continues_exactly(tmp_path):
+    x, y, bs = probe_data(4)
+    fit = dict(batch_size=bs, shuffle=False, verbose=0)
+    whole = AppliedLR()
+    probe_model(keras.optimizers.SGD(0.1)).fit(
+        x, y, epochs=2, callbacks=[kt.callbacks.Warmup(warmup_steps=6), whole], **fit
+    )
+    np.testing.assert_allclose(whole.applied, [0, 1 / 60, 2 / 60, 3 / 60, 4 / 60, 5 / 60, .1, .1],
+                               atol=1e-6)
+    path = str(tmp_path / "half.keras")
+    first = probe_model(keras.optimizers.SGD(0.1))
+    first.fit(x, y, epochs=1, callbacks=[kt.callbacks.Warmup(warmup_steps=6)], **fit)
+    first.save(path)
+    resumed = keras.saving.load_model(path)  # a new optimizer: the saved rate is 4/60
+    with pytest.raises(ValueError, match="Warmup starts at optimizer step 4.*warmup_target"):
+        resumed.fit(x, y, epochs=2, initial_epoch=1,
+                    callbacks=[kt.callbacks.Warmup(warmup_steps=6)], **fit)
+    resumed = keras.saving.load_model(path)
+    probe = AppliedLR()
+    resumed.fit(x, y, epochs=2, initial_epoch=1,
+                callbacks=[kt.callbacks.Warmup(warmup_steps=6, warmup_target=0.1), probe], **fit)
+    np.testing.assert_allclose(probe.applied, whole.applied[4:], rtol=1e-5, atol=1e-7)
+
+
+def test_float_rate_per_step_callbacks_refuse_steps_per_execution():
+    model = probe_model(keras.optimizers.SGD(0.1))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=model.loss, steps_per_execution=2)
+    x, y, bs = probe_data(4)
+    with pytest.raises(ValueError, match="steps_per_execution=2"):
+        model.fit(x, y, batch_size=bs, epochs=1, verbose=0,
+                  callbacks=[kt.callbacks.Warmup(warmup_steps=4)])
