@@ -4,7 +4,9 @@ import contextlib
 import dataclasses
 import difflib
 import io
+import logging
 import os
+import random
 import sys
 
 import numpy as np
@@ -76,11 +78,75 @@ def default_data_dir():
     )
 
 
+@contextlib.contextmanager
+def _preserved_random_state():
+    """Restores Python's and NumPy's global random state on exit.
+
+    Preparing a dataset must not change what a seeded run draws afterwards:
+    mnist1d's generator reseeds `np.random`, and TFDS draws from `random`. Keras
+    (on every backend) seeds its initializers and dropout from these two after
+    `keras.utils.set_random_seed`, so a run that prepares the data first would
+    otherwise train a different model from a run that finds it prepared.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """Hides TFDS's warnings about the half-written folders of a first preparation.
+
+    ("Variant folder ... has no dataset_info.json": TFDS looks for an existing
+    version while the builder is being created.) Errors still show.
+    """
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _lock(path):
+    """An exclusive inter-process lock on the file `path` (POSIX `flock`).
+
+    Two processes preparing the same data dir at once (two `kerastoolkit
+    train` runs, pytest-xdist) take turns: the second finds the data prepared.
+    Where `fcntl` does not exist (Windows), no lock is taken and `prepare`
+    tolerates losing the race instead.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare(name, data_dir=None):
     """Generates the dataset's TFDS files into `data_dir` once; offline.
 
     After this, `tfds.load(builder_name, data_dir=data_dir, download=False)`
-    works, where `builder_name` is `"kt_" + name`.
+    works, where `builder_name` is `"kt_" + name`. `load` calls it, so
+    `kt.data.load(name)` is enough to prepare a dataset for `tfds.load`.
+
+    Preparing leaves Python's and NumPy's global random state as it found
+    it (a seeded run trains the same model whether or not it prepared the
+    data), and concurrent calls from several processes on the same data dir
+    are safe: one prepares, the others wait and then use its files.
 
     Args:
         name: `"digits"`, `"fashion_mnist"` or `"mnist1d"`.
@@ -88,9 +154,26 @@ def prepare(name, data_dir=None):
 
     Returns:
         The prepared `tfds.core.DatasetBuilder`.
+
+    Raises:
+        ValueError: for an unknown name.
+        FileNotFoundError: when Fashion-MNIST's files are not installed.
+
+    Example:
+    >>> builder = kt.data.prepare("digits")
+    >>> builder.name
+    'kt_digits'
     """
-    builder = info(name).builder(data_dir=data_dir or default_data_dir())
-    if not builder.is_prepared():
+    builder_class = info(name).builder
+    data_dir = data_dir or default_data_dir()
+    with _quiet_tfds():
+        builder = builder_class(data_dir=data_dir)
+        if builder.is_prepared():
+            return builder
+    with _quiet_tfds(), _preserved_random_state(), _lock(os.path.join(data_dir, f".{builder.name}.lock")):
+        builder = builder_class(data_dir=data_dir)  # another process may have prepared it meanwhile
+        if builder.is_prepared():
+            return builder
         print(
             f"kerastoolkit: preparing {builder.name} in {builder.data_dir} "
             "(offline, once)",
@@ -98,10 +181,16 @@ def prepare(name, data_dir=None):
         )
         # TFDS says "Downloading and preparing" and draws progress bars even
         # though these builders never download; keep the console clean.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(
-            io.StringIO()
-        ):
-            builder.download_and_prepare()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(
+                io.StringIO()
+            ):
+                builder.download_and_prepare()
+        except FileExistsError:
+            # Lost a race without a lock (no fcntl): the winner's files are there.
+            builder = builder_class(data_dir=data_dir)
+            if not builder.is_prepared():
+                raise
     return builder
 
 
@@ -122,10 +211,14 @@ def load(
         split: a TFDS split string: `"train"`, `"test"` or a slice such as
             `"train[:80%]"`. Defaults to `"train"`.
         batch_size: batch the dataset (and prefetch) when given. Defaults to
-            `None` (unbatched).
+            `None` (unbatched). Not with `as_numpy=True` (arrays are not
+            batched: pass `batch_size` to `fit`).
         shuffle: shuffle every epoch with a buffer holding the whole split.
             Defaults to `None`: shuffle training splits, not test splits.
-        seed: shuffle seed. Defaults to `None`.
+            With `as_numpy=True`: `True` permutes the arrays once (with
+            `seed`), `None` and `False` keep the split's order.
+        seed: shuffle seed. Defaults to `None` (a fresh order every call).
+            With `as_numpy=True` only together with `shuffle=True`.
         as_numpy: return `(x, y)` NumPy arrays instead of a dataset.
             Defaults to `False`.
         data_dir: TFDS data dir. Defaults to `default_data_dir()`.
@@ -135,17 +228,33 @@ def load(
         pair of arrays when `as_numpy=True`.
 
     Raises:
-        ValueError: for an unknown name or a non-positive `batch_size`.
+        ValueError: for an unknown name, a non-positive `batch_size`, or
+            `batch_size` (or `seed` without `shuffle=True`) with
+            `as_numpy=True`, which would have no effect.
         FileNotFoundError: when Fashion-MNIST's files are not installed.
 
     Example:
     >>> train = kt.data.load("digits", "train", batch_size=32)
     >>> x_test, y_test = kt.data.load("digits", "test", as_numpy=True)
+    >>> x, y = kt.data.load("digits", "train", as_numpy=True, shuffle=True, seed=0)
     """
     meta = info(name)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+    ):
         raise ValueError(
             f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
+        )
+    if as_numpy and batch_size is not None:
+        raise ValueError(
+            "`batch_size` has no effect with `as_numpy=True` (the arrays hold the whole "
+            "split; pass `batch_size` to `fit`, or drop `as_numpy` for a batched dataset). "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if as_numpy and seed is not None and shuffle is not True:
+        raise ValueError(
+            "`seed` has no effect with `as_numpy=True` unless `shuffle=True` (the arrays "
+            f"keep the split's order). Received: seed={seed!r}, shuffle={shuffle!r}"
         )
     builder = prepare(name, data_dir)
     dataset = builder.as_dataset(split=split, as_supervised=True)
@@ -158,7 +267,12 @@ def load(
     if as_numpy:
         size = int(dataset.cardinality())
         x, y = next(iter(dataset.batch(max(size, 1))))
-        return x.numpy(), y.numpy()
+        x, y = x.numpy(), y.numpy()
+        if shuffle:
+            # A local generator: the global random state stays untouched.
+            order = np.random.default_rng(seed).permutation(len(y))
+            x, y = x[order], y[order]
+        return x, y
     dataset = dataset.cache()
     if shuffle is None:
         shuffle = split.startswith("train")

@@ -144,3 +144,65 @@ def test_split_slices_follow_the_full_split_order(data_dir):
     np.testing.assert_array_equal(head_y, y[:144])
     np.testing.assert_array_equal(tail_x.numpy(), x[144:])
     np.testing.assert_array_equal(tail_y.numpy(), y[144:])
+
+
+def test_as_numpy_shuffles_with_the_seed_and_rejects_what_it_cannot_honour(data_dir):
+    import kerastoolkit as kt
+
+    x, y = kt.data.load("digits", "test", as_numpy=True, data_dir=data_dir)
+    xs, ys = kt.data.load("digits", "test", as_numpy=True, shuffle=True, seed=3, data_dir=data_dir)
+    again = kt.data.load("digits", "test", as_numpy=True, shuffle=True, seed=3, data_dir=data_dir)
+    other = kt.data.load("digits", "test", as_numpy=True, shuffle=True, seed=4, data_dir=data_dir)
+    # The permutation NumPy's generator gives for that seed, applied to the ordered split.
+    order = np.random.default_rng(3).permutation(len(y))
+    np.testing.assert_array_equal(xs, x[order])
+    np.testing.assert_array_equal(ys, y[order])
+    np.testing.assert_array_equal(again[1], ys)
+    assert not np.array_equal(other[1], ys)
+    with pytest.raises(ValueError, match=r"`batch_size` has no effect with `as_numpy=True`.*Received: batch_size=32"):
+        kt.data.load("digits", "test", as_numpy=True, batch_size=32, data_dir=data_dir)
+    with pytest.raises(ValueError, match=r"`seed` has no effect.*Received: seed=1, shuffle=None"):
+        kt.data.load("digits", "test", as_numpy=True, seed=1, data_dir=data_dir)
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+def test_preparing_leaves_the_global_random_state_alone(name, tmp_path):
+    # mnist1d's generator reseeds np.random; TFDS draws from `random`. A seeded
+    # run must draw the same numbers whether or not it prepared the data.
+    import random
+
+    import kerastoolkit as kt
+
+    random.seed(7)
+    np.random.seed(7)
+    kt.data.load(name, "test", as_numpy=True, data_dir=str(tmp_path / "fresh"))
+    drawn = (random.random(), np.random.rand())
+    random.seed(7)
+    np.random.seed(7)
+    assert drawn == (random.random(), np.random.rand())
+
+
+@pytest.mark.slow
+def test_two_processes_prepare_the_same_folder_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.harness import subprocess_env
+
+    script = (
+        "import sys, kerastoolkit as kt\n"
+        "x, y = kt.data.load('digits', 'test', as_numpy=True, data_dir=sys.argv[1])\n"
+        "print(len(y))\n"
+    )
+    folder = str(tmp_path / "shared")
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, folder], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=subprocess_env())
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in processes]
+    for out, err, code in results:
+        assert code == 0, err[-2000:]
+        assert out.split() == ["360"]
+    # One of them prepared the data, the other waited and used it.
+    assert sum("preparing kt_digits" in err for _, err, _ in results) == 1
