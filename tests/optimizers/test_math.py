@@ -328,7 +328,8 @@ def test_lars_zero_initialized_layer_uses_trust_ratio_one():
 # --- Gradient noise ---------------------------------------------------------
 
 
-def test_gradient_noise_variance_follows_annealing():
+@pytest.mark.parametrize("noise_dtype", ["float32", "bfloat16"])
+def test_gradient_noise_variance_follows_annealing(noise_dtype):
     """With SGD(lr=1) the noise is w_t − w_(t+1) − g: check its variance."""
     eta, gamma = 0.3, 0.55
     rng = np.random.default_rng(8)
@@ -336,7 +337,7 @@ def test_gradient_noise_variance_follows_annealing():
     weights = {k: rng.normal(size=s) for k, s in shapes.items()}
     variables = keras_variables(weights)
     optimizer = kt.optimizers.GradientNoise(
-        keras.optimizers.SGD(1.0), eta=eta, gamma=gamma, seed=11
+        keras.optimizers.SGD(1.0), eta=eta, gamma=gamma, seed=11, noise_dtype=noise_dtype
     )
     names = list(shapes)
     step = stepper(optimizer, [variables[k] for k in names])
@@ -444,3 +445,15 @@ def test_toolkit_optimizers_decay_decoupled():
         w0, grad, 6,
     )
     np.testing.assert_allclose(wrapped, w["w"], rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_noise_drawn_seed_is_in_the_config():
+    """Issue 13 item 7: without a seed, a reload continues with the same noise."""
+    weights, grads = make_problem(9, 4)
+    optimizer = kt.optimizers.GradientNoise(keras.optimizers.SGD(0.1), eta=0.1)
+    config = optimizer.get_config()
+    assert isinstance(config["seed"], int)
+    twin = kt.optimizers.GradientNoise.from_config(config)
+    first, _ = run(optimizer, weights, grads)
+    second, _ = run(twin, weights, grads)
+    assert_history_close(first, second, rtol=0, atol=0)
