@@ -140,3 +140,23 @@ def test_float_rate_per_step_callbacks_refuse_steps_per_execution():
     with pytest.raises(ValueError, match="steps_per_execution=2"):
         model.fit(x, y, batch_size=bs, epochs=1, verbose=0,
                   callbacks=[kt.callbacks.Warmup(warmup_steps=4)])
+
+
+def test_precise_batchnorm_samples_random_rows_of_sorted_arrays():
+    """Issue 13 item 8b: the first rows of sorted data are not the population."""
+    x = np.arange(1000, dtype="float32")[:, None]  # sorted: mean 499.5, std 288.7
+    model = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    used = kt.callbacks.recompute_batchnorm_statistics(model, x, num_batches=5, batch_size=20)
+    assert used == 5
+    mean = float(keras.ops.convert_to_numpy(model.layers[0].moving_mean)[0])
+    var = float(keras.ops.convert_to_numpy(model.layers[0].moving_variance)[0])
+    # 100 of 1000 rows: the sample mean is within 4 standard errors of 499.5.
+    assert abs(mean - 499.5) < 4 * x.std() / np.sqrt(100)
+    assert 0.5 < var / x.var() < 1.5
+    # Seeded: the same seed gives the same statistics, another seed others.
+    again = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    kt.callbacks.recompute_batchnorm_statistics(again, x, num_batches=5, batch_size=20)
+    assert float(keras.ops.convert_to_numpy(again.layers[0].moving_mean)[0]) == mean
+    other = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    kt.callbacks.recompute_batchnorm_statistics(other, x, num_batches=5, batch_size=20, seed=1)
+    assert float(keras.ops.convert_to_numpy(other.layers[0].moving_mean)[0]) != mean
