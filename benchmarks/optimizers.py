@@ -62,6 +62,12 @@ def pairs():
                                                 eta=0.01, seed=0),
             lambda: keras.optimizers.Adam(1e-3),
         ),
+        "GradientNoise(Adam, bfloat16 noise) vs Adam": (
+            lambda: kt.optimizers.GradientNoise(keras.optimizers.Adam(1e-3),
+                                                eta=0.01, seed=0,
+                                                noise_dtype="bfloat16"),
+            lambda: keras.optimizers.Adam(1e-3),
+        ),
     }
 
 
@@ -105,9 +111,12 @@ def main(argv=None):
                         help="training steps per timed epoch")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--only", default=None,
+                        help="time only the pairs whose name contains this")
     parser.add_argument("--output", default=None,
                         help="write a markdown results section here")
     args = parser.parse_args(argv)
+    selected = {k: v for k, v in pairs().items() if not args.only or args.only in k}
 
     x, y = data(args.steps * args.batch_size)
     keras.utils.set_random_seed(0)
@@ -115,7 +124,7 @@ def main(argv=None):
 
     models = {}
     for jit in (False, True):
-        for name, (ours, theirs) in pairs().items():
+        for name, (ours, theirs) in selected.items():
             for role, factory in (("toolkit", ours), ("keras", theirs)):
                 model = build(factory(), args.width, jit, weights)
                 epoch_seconds(model, x, y, args.batch_size)  # compile + warm up
@@ -124,7 +133,7 @@ def main(argv=None):
     times = {key: [] for key in models}
     for repeat in range(args.repeats):
         for jit in (False, True):
-            for name in pairs():
+            for name in selected:
                 roles = ("toolkit", "keras") if repeat % 2 else ("keras", "toolkit")
                 for role in roles:
                     times[(jit, name, role)].append(
@@ -133,7 +142,7 @@ def main(argv=None):
 
     rows = []
     for jit in (False, True):
-        for name in pairs():
+        for name in selected:
             ours = times[(jit, name, "toolkit")]
             theirs = times[(jit, name, "keras")]
             ratio = statistics.median(a / b for a, b in zip(ours, theirs))

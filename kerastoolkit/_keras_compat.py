@@ -18,6 +18,8 @@ API:
         the optimizer's step (a scheduled `momentum`/`beta_1`).
 """
 
+import re
+
 import keras
 
 # --------------------------------------------------------------------------
@@ -33,7 +35,7 @@ def keras_version():
     """The installed Keras version as a `(major, minor, patch)` tuple of ints."""
     parts = []
     for part in keras.__version__.split(".")[:3]:
-        digits = "".join(c for c in part if c.isdigit())
+        digits = re.match(r"\d*", part).group()  # "0rc1" -> 0
         parts.append(int(digits) if digits else 0)
     while len(parts) < 3:
         parts.append(0)
@@ -64,9 +66,10 @@ def require_keras_version(feature):
 # --------------------------------------------------------------------------
 # Optimizer learning-rate object
 # --------------------------------------------------------------------------
-# Why: `optimizer.learning_rate` (public) returns the rate's current *value*;
-# the callbacks need the *object* (is it a `keras.Variable` to assign, or a
-# `LearningRateSchedule` to wrap?). Keras has no public accessor for it; the
+# Why: for a schedule, `optimizer.learning_rate` (public) returns the rate's
+# current *value* (the schedule evaluated at `iterations`); the callbacks need
+# the *object* (is it a `keras.Variable` to assign, or a `LearningRateSchedule`
+# to wrap?). Keras has no public accessor for it; the
 # object is `optimizer._learning_rate` (keras/src/optimizers/base_optimizer.py).
 # Upstream: tensorflow#36612 (ReduceLROnPlateau cannot tell schedules apart
 # either and raises TypeError).
@@ -183,3 +186,41 @@ class ScheduledHyperparameter(keras.Variable):
         return super().__le__(other) if result is NotImplemented else result
 
     __hash__ = keras.Variable.__hash__
+
+
+# --------------------------------------------------------------------------
+# Patched train step (kt.callbacks.CurveDiagnostics: the batch of the first
+# non-finite loss)
+# --------------------------------------------------------------------------
+# Why: Keras has no public hook *inside* the compiled train step; a callback
+# sees the logs after the step, not the batch. To keep the input batch of the
+# first non-finite loss, the model's `train_step` is wrapped on the instance
+# and the traced `train_function` dropped so that `fit` retraces with it.
+# Keras's `make_train_function` calls `self.train_step` (an instance attribute
+# shadows the method) and rebuilds when `train_function` is `None`
+# (keras/src/backend/tensorflow/trainer.py). Upstream: keras-team/keras#18887
+# (a public per-step hook was asked for).
+
+
+def wrap_train_step(model, wrapper):
+    """Makes `fit` run `wrapper(original_train_step)` as the model's train step.
+
+    Args:
+        model: a compiled Keras model.
+        wrapper: `train_step -> train_step`, given the model's current one.
+
+    Returns:
+        The wrapped train step.
+    """
+    require_keras_version("wrapping a model's train step")
+    step = wrapper(model.train_step)
+    model.train_step = step
+    model.train_function = None  # rebuilt with the wrapped step
+    return step
+
+
+def unwrap_train_step(model):
+    """Puts back the model's own `train_step` (undoes `wrap_train_step`)."""
+    if "train_step" in vars(model):
+        del model.train_step
+    model.train_function = None

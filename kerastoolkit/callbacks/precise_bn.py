@@ -21,8 +21,12 @@ def _batchnorm_layers(layer, found=None, seen=None):
     return found
 
 
-def _input_batches(data, num_batches, batch_size):
-    """Yields at most `num_batches` input batches from arrays or a dataset."""
+def _input_batches(data, num_batches, batch_size, seed=0):
+    """Yields at most `num_batches` input batches from arrays or a dataset.
+
+    Array rows are sampled at random (without replacement while rows last,
+    seeded), not taken in order: sorted data would give biased statistics.
+    """
     if isinstance(data, (tuple, list)) and data and not np.isscalar(data[0]):
         first = data[0]
         if hasattr(first, "shape") and len(data) in (1, 2, 3):
@@ -31,11 +35,18 @@ def _input_batches(data, num_batches, batch_size):
         data, "element_spec"
     ):  # an array or a tensor (a `tf.data.Dataset` has `element_spec`)
         size = batch_size or 32
+        n = len(data)
+        if n == 0:
+            return
+        rng = np.random.default_rng(seed)
+        order = np.concatenate(
+            [rng.permutation(n) for _ in range(-(-num_batches * size // n))]
+        )
         for k in range(num_batches):
-            batch = data[k * size : (k + 1) * size]
-            if len(batch) == 0:
-                return
-            yield batch
+            rows = np.sort(order[k * size : (k + 1) * size])
+            yield data[rows] if isinstance(data, np.ndarray) else keras.ops.take(
+                data, rows, axis=0
+            )
         return
     count = 0
     for element in data:
@@ -49,7 +60,7 @@ def _input_batches(data, num_batches, batch_size):
         count += 1
 
 
-def recompute_batchnorm_statistics(model, data, num_batches=50, batch_size=None):
+def recompute_batchnorm_statistics(model, data, num_batches=50, batch_size=None, seed=0):
     """Sets every BatchNorm's moving mean/variance to training-set statistics.
 
     With batches `B_1 … B_K` of training inputs run through the model in
@@ -76,6 +87,8 @@ def recompute_batchnorm_statistics(model, data, num_batches=50, batch_size=None)
         num_batches: int >= 1, `K`. Defaults to `50`.
         batch_size: int >= 1, batch size for array inputs. Defaults to
             `None` (32).
+        seed: int, seed of the random rows drawn from array inputs (datasets
+            are read in their own order). Defaults to `0`.
 
     Returns:
         The number of batches used (0 when the model has no BatchNorm).
@@ -85,13 +98,14 @@ def recompute_batchnorm_statistics(model, data, num_batches=50, batch_size=None)
     """
     num_batches = _common.check_int("num_batches", num_batches, 1)
     batch_size = _common.check_int("batch_size", batch_size, 1, allow_none=True)
+    seed = _common.check_int("seed", seed, 0)
     layers = _batchnorm_layers(model)
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]
     used = 0
     try:
-        for k, batch in enumerate(_input_batches(data, num_batches, batch_size)):
+        for k, batch in enumerate(_input_batches(data, num_batches, batch_size, seed)):
             for layer in layers:
                 layer.momentum = k / (k + 1.0)
             model(batch, training=True)
@@ -140,6 +154,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             `None` (32).
         frequency: `"end"` (once, when training ends) or `"epoch"`.
             Defaults to `"end"`.
+        seed: int >= 0, seed of the random rows drawn from array inputs
+            (random rows, not the first ones: sorted data would bias the
+            statistics). Defaults to `0`.
 
     Raises:
         ValueError: for `num_batches < 1` or an unknown `frequency`; when
@@ -162,7 +179,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
           'Batch' in BatchNorm" (precise BN).
     """
 
-    def __init__(self, data=None, num_batches=50, batch_size=None, frequency="end"):
+    def __init__(self, data=None, num_batches=50, batch_size=None, frequency="end", seed=0):
         super().__init__()
         self.data = data
         self.num_batches = _common.check_int("num_batches", num_batches, 1)
@@ -172,6 +189,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
                 f"Argument `frequency` must be 'end' or 'epoch'. Received: frequency={frequency!r}"
             )
         self.frequency = frequency
+        self.seed = _common.check_int("seed", seed, 0)
 
     def on_train_begin(self, logs=None):
         if self.data is None:
@@ -183,7 +201,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def _recompute(self):
         if keras.backend.backend() == "jax":
             self.model.jax_state_sync()
-        recompute_batchnorm_statistics(self.model, self.data, self.num_batches, self.batch_size)
+        recompute_batchnorm_statistics(
+            self.model, self.data, self.num_batches, self.batch_size, self.seed
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if self.frequency == "epoch":
@@ -198,6 +218,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             "num_batches": self.num_batches,
             "batch_size": self.batch_size,
             "frequency": self.frequency,
+            "seed": self.seed,
         }
 
     @classmethod

@@ -129,7 +129,7 @@ class Lookahead(_common.OptimizerWrapper):
             # Only synchronization steps pay for the update.
             ops.cond(sync, lambda: self._synchronize_all(to_sync),
                      lambda: None)
-        self._iterations.assign_add(1)
+        self.iterations.assign_add(1)
 
     def _slow_of(self, variable):
         return self.slow_weights[self._get_variable_index(variable)]

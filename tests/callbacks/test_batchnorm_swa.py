@@ -12,12 +12,18 @@ from tests.conftest import requires_tensorflow
 from tests.harness import assert_config_roundtrip, assert_saved_model_roundtrip
 
 
-def np_precise_stats(model, x, num_batches, batch_size):
-    """Averages of per-batch mean and (biased) variance of the BN input."""
+def np_precise_stats(model, x, num_batches, batch_size, seed=0, in_order=False):
+    """Averages of per-batch mean and (biased) variance of the BN input.
+
+    Batches of array rows as documented: a seeded random permutation of the
+    rows, cut into consecutive batches.
+    """
     conv = keras.Model(model.inputs[0], model.layers[0].output)  # the BN's input
+    order = np.arange(len(x)) if in_order else np.random.default_rng(seed).permutation(len(x))
     means, variances = [], []
     for k in range(num_batches):
-        a = keras.ops.convert_to_numpy(conv(x[k * batch_size:(k + 1) * batch_size]))
+        rows = np.sort(order[k * batch_size:(k + 1) * batch_size])
+        a = keras.ops.convert_to_numpy(conv(x[rows]))
         a = a.reshape(-1, a.shape[-1]).astype("float64")
         means.append(a.mean(0))
         variances.append(a.var(0))
@@ -56,7 +62,7 @@ def test_recompute_from_dataset_and_every_epoch():
     seen = []
     model.fit(ds, epochs=2, verbose=0, shuffle=False, callbacks=[
         cb, keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(bn_stats(model)[0]))])
-    mean, _ = np_precise_stats(model, x, 5, 40)
+    mean, _ = np_precise_stats(model, x, 5, 40, in_order=True)  # a dataset: its order
     np.testing.assert_allclose(seen[-1], mean, atol=1e-5)
     assert recompute_batchnorm_statistics(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
                                           np.zeros((4, 2), "float32")) == 0

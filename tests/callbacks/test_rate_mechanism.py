@@ -140,3 +140,66 @@ def test_float_rate_per_step_callbacks_refuse_steps_per_execution():
     with pytest.raises(ValueError, match="steps_per_execution=2"):
         model.fit(x, y, batch_size=bs, epochs=1, verbose=0,
                   callbacks=[kt.callbacks.Warmup(warmup_steps=4)])
+
+
+def test_precise_batchnorm_samples_random_rows_of_sorted_arrays():
+    """Issue 13 item 8b: the first rows of sorted data are not the population."""
+    x = np.arange(1000, dtype="float32")[:, None]  # sorted: mean 499.5, std 288.7
+    model = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    used = kt.callbacks.recompute_batchnorm_statistics(model, x, num_batches=5, batch_size=20)
+    assert used == 5
+    mean = float(keras.ops.convert_to_numpy(model.layers[0].moving_mean)[0])
+    var = float(keras.ops.convert_to_numpy(model.layers[0].moving_variance)[0])
+    # 100 of 1000 rows: the sample mean is within 4 standard errors of 499.5.
+    assert abs(mean - 499.5) < 4 * x.std() / np.sqrt(100)
+    assert 0.5 < var / x.var() < 1.5
+    # Seeded: the same seed gives the same statistics, another seed others.
+    again = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    kt.callbacks.recompute_batchnorm_statistics(again, x, num_batches=5, batch_size=20)
+    assert float(keras.ops.convert_to_numpy(again.layers[0].moving_mean)[0]) == mean
+    other = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    kt.callbacks.recompute_batchnorm_statistics(other, x, num_batches=5, batch_size=20, seed=1)
+    assert float(keras.ops.convert_to_numpy(other.layers[0].moving_mean)[0]) != mean
+
+
+def test_momentum_schedule_drives_toolkit_sgd():
+    """Issue 13 item 3: on `kt.optimizers.SGD` (TypeError on main)."""
+    beta = keras.optimizers.schedules.PolynomialDecay(0.5, decay_steps=4, end_learning_rate=0.9)
+    model = probe_model(kt.optimizers.SGD(0.1, momentum=0.5))
+    x, y, bs = probe_data(6)
+    probe = AppliedLR()
+    model.fit(x, y, batch_size=bs, epochs=1, shuffle=False, verbose=0,
+              callbacks=[kt.callbacks.MomentumSchedule(beta), probe])
+    # m_t = β_t·m_(t-1) − η·g with g = 1, w_(t+1) = w_t + m_t (Sutskever et al.).
+    m, expected = 0.0, []
+    for t in range(6):
+        b = 0.5 + 0.4 * min(t, 4) / 4
+        m = b * m - 0.1
+        expected.append(-m)
+    np.testing.assert_allclose(probe.applied, expected, rtol=1e-5)
+    assert model.optimizer.momentum == pytest.approx(0.9)  # a float again after fit
+
+
+def test_momentum_schedule_refuses_an_optimizer_without_momentum():
+    model = probe_model(keras.optimizers.Adagrad(0.1))
+    x, y, bs = probe_data(2)
+    beta = keras.optimizers.schedules.PolynomialDecay(0.5, 4, 0.9)
+    with pytest.raises(ValueError, match="Adagrad has no momentum or beta_1"):
+        model.fit(x, y, batch_size=bs, epochs=1, verbose=0,
+                  callbacks=[kt.callbacks.MomentumSchedule(beta)])
+
+
+def test_snapshot_ensemble_cycles_end_at_total_epochs(tmp_path):
+    """Issue 13 item 5: no snapshot in the middle of a cycle, no silent `None`."""
+    with pytest.raises(ValueError, match=r"total_epochs=9 or 12.*Received: total_epochs=10"):
+        kt.callbacks.SnapshotEnsemble(cycles=3, total_epochs=10, directory=tmp_path)
+    x, y, bs = probe_data(2)
+    model = probe_model(keras.optimizers.SGD(0.1))
+    snap = kt.callbacks.SnapshotEnsemble(cycles=2, total_epochs=4, directory=tmp_path / "s")
+    with pytest.raises(ValueError, match="no snapshot would be taken"):
+        model.fit(x, y, batch_size=bs, epochs=1, verbose=0, callbacks=[snap])
+    stop = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", True))
+    with pytest.warns(UserWarning, match="no snapshot was taken"):
+        model.fit(x, y, batch_size=bs, epochs=4, verbose=0, callbacks=[snap, stop])
+    assert snap.ensemble is None

@@ -79,7 +79,8 @@ class SWATSRef:
     """Algorithm 1 of Keskar & Socher (2017), per variable."""
 
     def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-9,
-                 switch_tolerance=1e-9, weight_decay=None):
+                 switch_tolerance=1e-9, weight_decay=None, relative=False):
+        self.relative = relative
         self.lr, self.b1, self.b2 = lr, beta_1, beta_2
         self.eps, self.tol, self.wd = epsilon, switch_tolerance, weight_decay
         self.k = 0
@@ -112,9 +113,11 @@ class SWATSRef:
             if ptg != 0:
                 gamma = float(np.sum(step * step)) / -ptg
                 s["lam"] = b2 * s["lam"] + (1 - b2) * gamma
-                s.setdefault("diffs", []).append(
-                    abs(s["lam"] / (1 - b2 ** k) - gamma))
-                if k > 1 and abs(s["lam"] / (1 - b2 ** k) - gamma) < self.tol:
+                # Relative test: |λ̂ − γ| / |γ| < tol (the toolkit's default).
+                scale = abs(gamma) if self.relative else 1.0
+                diff = abs(s["lam"] / (1 - b2 ** k) - gamma) / scale
+                s.setdefault("diffs", []).append(diff)
+                if k > 1 and diff < self.tol:
                     s["phase"] = "sgd"
                     s["v"] = np.zeros_like(x)
                     s["Lambda"] = s["lam"] / (1 - b2 ** k)

@@ -178,7 +178,8 @@ def test_swats_switches_like_algorithm_1():
         assert diffs[k - 1] < tolerance / 2
         assert all(d > 2 * tolerance for d in diffs[1:k - 1])
 
-    optimizer = kt.optimizers.SWATS(0.01, beta_2=0.9, switch_tolerance=tolerance)
+    optimizer = kt.optimizers.SWATS(0.01, beta_2=0.9, switch_tolerance=tolerance,
+                                     switch_criterion="absolute")
     got, variables = run(optimizer, weights, grads)
     assert_history_close(got, expected, rtol=2e-5, atol=1e-6)
 
@@ -192,9 +193,53 @@ def test_swats_switches_like_algorithm_1():
     assert len({s["switch_step"] for s in state.values()}) == 2
 
 
+def test_swats_default_relative_test_switches_like_the_reference():
+    """Issue 13 item 4: the default test is relative, `|λ̂ − γ| < ε·|γ|`."""
+    weights, grads = swats_problem()
+    tolerance = 5e-2
+    ref = reference.SWATSRef(0.01, beta_2=0.9, switch_tolerance=tolerance, relative=True)
+    expected = ref_history(ref, weights, grads)
+    steps = {}
+    for name, state in ref.state.items():
+        k = state["switch_step"]
+        steps[name] = k
+        assert k is not None and state["diffs"][k - 1] < tolerance / 2
+        assert all(d > 2 * tolerance for d in state["diffs"][1:k - 1])
+    assert steps == {"kernel": 2, "bias": 3}
+    optimizer = kt.optimizers.SWATS(0.01, beta_2=0.9, switch_tolerance=tolerance)
+    assert optimizer.get_config()["switch_criterion"] == "relative"
+    got, variables = run(optimizer, weights, grads)
+    assert_history_close(got, expected, rtol=2e-5, atol=1e-6)
+    state = {s["variable"]: s for s in optimizer.switch_state()}
+    for name, ref_state in ref.state.items():
+        assert state[variables[name].path]["switch_step"] == ref_state["switch_step"]
+
+
+@pytest.mark.slow
+def test_swats_switches_at_its_defaults_on_digits():
+    """Issue 13 item 4: SWATS at its defaults is not just Adam."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x, y = (data.data[:1200] / 16).astype("float32"), data.target[:1200]
+
+    def switched(**kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"),
+                                  keras.layers.Dense(10)])
+        optimizer = kt.optimizers.SWATS(**kwargs)
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=64, epochs=12, verbose=0)
+        return [s["switch_step"] for s in optimizer.switch_state()]
+
+    # On main (the paper's absolute 1e-9 as default) none of the 4 switched.
+    assert sum(k is not None for k in switched()) >= 2
+
+
 def test_swats_state_is_optimizer_variables():
     weights, grads = swats_problem()
-    optimizer = kt.optimizers.SWATS(0.01, beta_2=0.9, switch_tolerance=1e-3)
+    optimizer = kt.optimizers.SWATS(0.01, beta_2=0.9, switch_tolerance=1e-3,
+                                     switch_criterion="absolute")
     run(optimizer, weights, grads)
     paths = [v.path for v in optimizer.variables]
     assert sum("switch_step" in p for p in paths) == 2
@@ -283,7 +328,8 @@ def test_lars_zero_initialized_layer_uses_trust_ratio_one():
 # --- Gradient noise ---------------------------------------------------------
 
 
-def test_gradient_noise_variance_follows_annealing():
+@pytest.mark.parametrize("noise_dtype", ["float32", "bfloat16"])
+def test_gradient_noise_variance_follows_annealing(noise_dtype):
     """With SGD(lr=1) the noise is w_t − w_(t+1) − g: check its variance."""
     eta, gamma = 0.3, 0.55
     rng = np.random.default_rng(8)
@@ -291,7 +337,7 @@ def test_gradient_noise_variance_follows_annealing():
     weights = {k: rng.normal(size=s) for k, s in shapes.items()}
     variables = keras_variables(weights)
     optimizer = kt.optimizers.GradientNoise(
-        keras.optimizers.SGD(1.0), eta=eta, gamma=gamma, seed=11
+        keras.optimizers.SGD(1.0), eta=eta, gamma=gamma, seed=11, noise_dtype=noise_dtype
     )
     names = list(shapes)
     step = stepper(optimizer, [variables[k] for k in names])
@@ -399,3 +445,15 @@ def test_toolkit_optimizers_decay_decoupled():
         w0, grad, 6,
     )
     np.testing.assert_allclose(wrapped, w["w"], rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_noise_drawn_seed_is_in_the_config():
+    """Issue 13 item 7: without a seed, a reload continues with the same noise."""
+    weights, grads = make_problem(9, 4)
+    optimizer = kt.optimizers.GradientNoise(keras.optimizers.SGD(0.1), eta=0.1)
+    config = optimizer.get_config()
+    assert isinstance(config["seed"], int)
+    twin = kt.optimizers.GradientNoise.from_config(config)
+    first, _ = run(optimizer, weights, grads)
+    second, _ = run(twin, weights, grads)
+    assert_history_close(first, second, rtol=0, atol=0)

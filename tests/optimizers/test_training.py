@@ -38,7 +38,7 @@ CASES = {
         lambda: reference.ScheduledSGDRef(0.05, _beta),
     ),
     "swats": (
-        lambda: kt.optimizers.SWATS(0.05, beta_2=0.9,
+        lambda: kt.optimizers.SWATS(0.05, beta_2=0.9, switch_criterion="absolute",
                                     switch_tolerance=SWATS_TOLERANCE),
         lambda: reference.SWATSRef(0.05, beta_2=0.9,
                                    switch_tolerance=SWATS_TOLERANCE),
