@@ -10,25 +10,50 @@ so that every public object is registered with Keras's serialization and a
 `.keras` file that uses them loads after `import kerastoolkit`. The ones that
 need TensorFlow itself (`data`, `export`, `distribute`) are imported on first
 use, so the plug-ins also run on Keras's JAX backend without TensorFlow.
+Started by the `kerastoolkit` command, the package defers all of them to
+their first use, so that `kerastoolkit --help` answers at once.
 """
 
 import importlib
-
-from kerastoolkit import callbacks
-from kerastoolkit import diagnostics
-from kerastoolkit import initializers
-from kerastoolkit import layers
-from kerastoolkit import models
-from kerastoolkit import optimizers
-from kerastoolkit import presets
-from kerastoolkit import schedules
+import os
+import sys
 
 __version__ = "0.1.0"
 
+
+def _started_by_the_command():
+    """True when the `kerastoolkit` console script is importing the package.
+
+    Its `--help`, `--version` and argument errors need no Keras (whose import
+    takes seconds and loads TensorFlow), so the sub-packages below are then
+    imported on first use instead, all together (see `__getattr__`).
+    """
+    argv = getattr(sys, "argv", None) or [""]
+    name = os.path.splitext(os.path.basename(argv[0] or ""))[0]
+    return name in ("kerastoolkit", "kerastoolkit-script")
+
+
+if not _started_by_the_command():
+    from kerastoolkit import callbacks
+    from kerastoolkit import diagnostics
+    from kerastoolkit import initializers
+    from kerastoolkit import layers
+    from kerastoolkit import models
+    from kerastoolkit import optimizers
+    from kerastoolkit import presets
+    from kerastoolkit import schedules
+
+_SUBPACKAGES = (
+    "callbacks", "diagnostics", "initializers", "layers", "models", "optimizers", "presets", "schedules",
+)
 _LAZY_SUBPACKAGES = ("data", "export", "distribute")
 
 
 def __getattr__(name):
+    if name in _SUBPACKAGES:  # deferred by the command: import them all (registration)
+        for subpackage in _SUBPACKAGES:
+            globals()[subpackage] = importlib.import_module(f"kerastoolkit.{subpackage}")
+        return globals()[name]
     if name in _LAZY_SUBPACKAGES:
         module = importlib.import_module(f"kerastoolkit.{name}")
         globals()[name] = module
@@ -37,4 +62,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY_SUBPACKAGES))
+    return sorted(set(globals()) | set(_SUBPACKAGES) | set(_LAZY_SUBPACKAGES))

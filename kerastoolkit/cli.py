@@ -4,84 +4,144 @@
 `kt.models.default_classifier`, a `kt.presets` recipe, `model.fit`,
 `kt.callbacks.CurveDiagnostics` and `kt.export.saved_model`; `kerastoolkit
 diagnose` is `kt.diagnostics.diagnose` on a run's CSV logs.
+
+How this module is built, so that it stays quick and quiet:
+- Nothing heavy at import time. Importing this module imports neither Keras
+  nor TensorFlow (the console script makes `import kerastoolkit` defer its
+  sub-packages, see `kerastoolkit/__init__.py`), so `--help`, `--version` and
+  argument errors answer at once. A command's code is named in `COMMANDS` as
+  `"module:function"` and imported only when that command runs.
+- Every flag is checked where it is parsed: its `type=` is one of the
+  checkers below (`_integer`, `_number`, ...), whose message argparse prefixes
+  with "argument --flag: ". Checks that involve several flags or the dataset's
+  size live in the command's `validate` function, which runs right after
+  parsing, before anything is imported or written.
+- TensorFlow's and absl's logs are silenced before TensorFlow is imported
+  (`_import_tensorflow_quietly`) unless `KERASTOOLKIT_TF_LOGS=1`.
+
+Adding a flag is one `add_argument` call in the command's `_add_*` function;
+adding a command is one `_add_*` function and one `COMMANDS` entry.
 """
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
+import math
 import os
 import shutil
 import sys
 import tempfile
 
-from kerastoolkit import presets
-from kerastoolkit.diagnostics import cli as diagnostics_cli
+PROG = "kerastoolkit"
 
-# Defaults per dataset that train a good model quickly on 2 CPU cores. Kept
-# here rather than in kt.data, whose import (tensorflow-datasets) `--help`
-# and argument errors do not need.
+# Set to 1 to see TensorFlow's and absl's own log lines (hidden by default).
+TF_LOGS_ENV = "KERASTOOLKIT_TF_LOGS"
+
+# Per dataset: defaults that train a good model quickly on 2 CPU cores, and
+# the size of the training split (for checks at parse time). Kept here rather
+# than read from kt.data, whose import (TensorFlow) `--help` does not need;
+# tests/test_cli.py checks the sizes against kt.data.
 TRAIN_DEFAULTS = {
-    "digits": {"epochs": 30, "batch_size": 32},
-    "fashion_mnist": {"epochs": 10, "batch_size": 128},
-    "mnist1d": {"epochs": 40, "batch_size": 64},
+    "digits": {"epochs": 30, "batch_size": 32, "train_examples": 1437},
+    "fashion_mnist": {"epochs": 10, "batch_size": 128, "train_examples": 60000},
+    "mnist1d": {"epochs": 40, "batch_size": 64, "train_examples": 4000},
 }
+# The fewest examples a training or validation split may hold (10 per class):
+# below that the curves, the diagnosis and the test accuracy mean little.
+MIN_SPLIT_EXAMPLES = 100
+MAX_EPOCHS = 10_000
+MAX_LEARNING_RATE = 10.0  # the top of a learning-rate range test
+MAX_SEED = 2**32 - 1  # what NumPy's legacy seeding accepts
 
 
 class _Parser(argparse.ArgumentParser):
-    """Errors as one line on stderr and exit status 2, no usage dump."""
+    """Errors as one line `kerastoolkit: error: ...` on stderr, exit status 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{PROG}: error: {message}\n")
 
 
-def _positive_int(name, minimum=1):
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+def _fail(message, code=1):
+    """Prints the one-line error every failure of the command uses."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+# -- flag checkers: argparse prefixes their message with "argument --flag: " --
+
+
+def _integer(minimum=1, maximum=None):
+    """An integer in `[minimum, maximum]`."""
+    if maximum is None:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    else:
+        what = f"an integer from {minimum} to {maximum:,}"
 
     def parse(text):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}")
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
         return value
 
+    parse.__name__ = "integer"  # argparse names the type in some messages
     return parse
 
 
-def _positive_float(name):
+def _number(minimum, maximum, include_minimum=False):
+    """A finite number in `(minimum, maximum]` (or `[minimum, maximum]`)."""
+    low = "[" if include_minimum else "("
+    what = f"a finite number in {low}{minimum:g}, {maximum:g}]"
+
     def parse(text):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}")
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        too_low = value < minimum if include_minimum else value <= minimum
+        if not math.isfinite(value) or too_low or value > maximum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value
 
+    parse.__name__ = "number"
     return parse
 
 
 def _fraction(text):
+    """A fraction in `[0, 1)`; whether it leaves enough examples is checked later."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--validation-fraction must be a number, got {text!r}")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"--validation-fraction must be in [0, 1), got {value}"
-        )
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return value
 
 
-def build_parser():
-    parser = _Parser(
-        prog="kerastoolkit",
-        description=(
-            "kerastoolkit: Keras 3 plug-ins that make training a neural network "
-            "well the default. Run `kerastoolkit COMMAND --help` for a command's flags."
-        ),
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _output_folder(text):
+    """A folder that exists or can be created: not a file, and writable."""
+    if not text:
+        raise argparse.ArgumentTypeError("must name a folder, got ''")
+    path = os.path.abspath(text)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    existing = path
+    while not os.path.exists(existing):  # the deepest folder that exists
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {existing!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to {text!r}: {existing!r} is not writable")
+    return text
+
+
+# -- train -------------------------------------------------------------------
+
+
+def _add_train(subparsers):
     train = subparsers.add_parser(
         "train",
         help="train a classifier on an offline dataset and export a SavedModel",
@@ -89,9 +149,13 @@ def build_parser():
             "Train a small classifier suited to the dataset with model.fit, print its "
             "test accuracy, and export it as a SavedModel to OUT/<version>/ (versions "
             "1, 2, ... as TensorFlow Serving reads them), with the Keras model "
-            "(model.keras), the per-epoch history (history.csv), the per-step losses "
+            "(model.keras), the per-epoch log (epochs.csv), the per-step losses "
             "(steps.csv), the learning-curve diagnosis (report.json) and the curves "
             "annotated with it (curves.png) beside it."
+        ),
+        epilog=(
+            f"TensorFlow's own log lines are hidden; set {TF_LOGS_ENV}=1 to see them. "
+            "A run that fails leaves nothing in OUT."
         ),
     )
     train.add_argument(
@@ -102,50 +166,57 @@ def build_parser():
     )
     train.add_argument(
         "--epochs",
-        type=_positive_int("--epochs"),
+        type=_integer(1, MAX_EPOCHS),
         metavar="N",
         help="number of epochs (default: 30 for digits, 10 for fashion_mnist, 40 for mnist1d)",
     )
     train.add_argument(
         "--batch-size",
-        type=_positive_int("--batch-size"),
+        type=_integer(1),
         metavar="B",
-        help="mini-batch size (default: 32 for digits, 128 for fashion_mnist, 64 for mnist1d)",
+        help=(
+            "mini-batch size, at most the number of training examples "
+            "(default: 32 for digits, 128 for fashion_mnist, 64 for mnist1d)"
+        ),
     )
     train.add_argument(
         "--preset",
         default="adam",
-        choices=presets.names(),
+        metavar="NAME",
         help=(
-            "training recipe from kt.presets: optimizer, schedule, warmup and callbacks "
+            "training recipe from kt.presets: optimizer, schedule, warmup and callbacks; "
+            "adam, karpathy_adam, sgd_warmup_cosine or snapshot_ensemble "
             "(default: adam; the flags below override its parts)"
         ),
     )
     train.add_argument(
         "--learning-rate",
-        type=_positive_float("--learning-rate"),
+        type=_number(0.0, MAX_LEARNING_RATE),
         metavar="LR",
-        help="base learning rate (default: the preset's, 1e-3 for adam)",
+        help="base learning rate (default: the preset's)",
     )
     train.add_argument(
         "--warmup-epochs",
-        type=_positive_int("--warmup-epochs", minimum=0),
+        type=_integer(0, MAX_EPOCHS),
         metavar="EPOCHS",
-        help="linear warmup of the learning rate from 0 over this many epochs, step by step (default: the preset's)",
+        help=(
+            "linear warmup of the learning rate from 0 over this many epochs, step by step; "
+            "fewer than --epochs (default: the preset's)"
+        ),
     )
     train.add_argument(
         "--plateau-patience",
-        type=_positive_int("--plateau-patience", minimum=0),
+        type=_integer(0, MAX_EPOCHS),
         metavar="EPOCHS",
         help=(
-            "divide the learning rate by 10 after this many epochs without validation-loss "
+            "reduce the learning rate after this many epochs without validation-loss "
             "improvement (kt.callbacks.PlateauDecay, works with schedules); 0 turns it off "
-            "(default: the preset's, 4 for adam)"
+            "(default: the preset's)"
         ),
     )
     train.add_argument(
         "--snapshots",
-        type=_positive_int("--snapshots"),
+        type=_integer(1, MAX_EPOCHS),
         metavar="M",
         help=(
             "snapshot ensemble: a cyclic cosine learning rate with M cycles, one snapshot per "
@@ -157,50 +228,218 @@ def build_parser():
         type=_fraction,
         metavar="F",
         default=0.1,
-        help="fraction of the training split held out for validation curves (default: 0.1)",
+        help=(
+            "fraction of the training split held out for the validation curves; 0 for none. "
+            f"Each split must keep at least {MIN_SPLIT_EXAMPLES} examples (default: 0.1)"
+        ),
     )
     train.add_argument(
         "--early-stopping-patience",
-        type=_positive_int("--early-stopping-patience", minimum=0),
+        type=_integer(0, MAX_EPOCHS),
         metavar="EPOCHS",
         help=(
             "stop when the validation loss has not improved for this many epochs and "
             "restore the best weights (keras.callbacks.EarlyStopping); 0 turns it off "
-            "(default: the preset's, 8 for adam)"
+            "(default: the preset's)"
         ),
     )
     train.add_argument(
         "--out",
+        type=_output_folder,
         metavar="DIR",
         help="export root; the model goes to OUT/<next version>/ (default: savedmodels/DATASET)",
     )
-    train.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    train.add_argument(
+        "--seed",
+        type=_integer(0, MAX_SEED),
+        default=0,
+        metavar="S",
+        help="random seed: the same seed trains the same model (default: 0)",
+    )
     train.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
-        default=1,
-        help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default: 1)",
+        default=None,
+        help=(
+            "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch "
+            "(default: 1 on a terminal, 2 when the output goes to a file or pipe)"
+        ),
     )
-    train.set_defaults(run=run_train)
-    diagnostics_cli.add_parser(subparsers).set_defaults(run=diagnostics_cli.run)
+    return train
+
+
+def _validate_train(args, parser):
+    """Checks that involve several flags or the dataset's size (before any import)."""
+    defaults = TRAIN_DEFAULTS[args.dataset]
+    epochs = args.epochs or defaults["epochs"]
+    total = defaults["train_examples"]
+    n_val = int(round(total * args.validation_fraction))
+    n_fit = total - n_val
+    if n_fit < MIN_SPLIT_EXAMPLES or 0 < n_val < MIN_SPLIT_EXAMPLES:
+        low = MIN_SPLIT_EXAMPLES / total
+        high = 1 - MIN_SPLIT_EXAMPLES / total
+        parser.error(
+            f"argument --validation-fraction: {args.validation_fraction:g} leaves {n_fit} training "
+            f"and {n_val} validation examples of the {total} of {args.dataset}; each split needs "
+            f"at least {MIN_SPLIT_EXAMPLES}: use 0 (no validation) or a fraction from "
+            f"{math.ceil(low * 100) / 100:g} to {math.floor(high * 100) / 100:g}"
+        )
+    if args.batch_size is not None and args.batch_size > n_fit:
+        parser.error(
+            f"argument --batch-size: must be at most the {n_fit} training examples of "
+            f"{args.dataset}, got {args.batch_size}"
+        )
+    if args.snapshots and args.warmup_epochs:
+        parser.error("argument --snapshots: does not combine with --warmup-epochs (a warmup shifts the cycles)")
+    if args.snapshots and args.snapshots > epochs:
+        parser.error(f"argument --snapshots: must be at most the number of epochs ({epochs}), got {args.snapshots}")
+    if args.warmup_epochs and args.warmup_epochs >= epochs:
+        parser.error(
+            f"argument --warmup-epochs: must be fewer than the number of epochs ({epochs}), "
+            f"got {args.warmup_epochs}"
+        )
+
+
+# -- diagnose ----------------------------------------------------------------
+
+
+def _add_diagnose(subparsers):
+    parser = subparsers.add_parser(
+        "diagnose",
+        help="say what a training run's learning curves mean and what to try next",
+        description=(
+            "Diagnose learning curves (not training, diverging, NaN, unshuffled "
+            "data, slow start, not converged, overfitting) from a Keras "
+            "CSVLogger file (the epochs.csv `kerastoolkit train` and "
+            "CurveDiagnostics write) and optionally a per-step loss CSV."
+        ),
+    )
+    add_diagnose_arguments(parser)
     return parser
 
 
-def _fail(message, code=1):
-    print(f"kerastoolkit: error: {message}", file=sys.stderr)
-    return code
+def add_diagnose_arguments(parser):
+    """Adds the `diagnose` arguments to `parser` (also `kerastoolkit.diagnostics.cli`'s)."""
+    parser.add_argument(
+        "epochs",
+        metavar="EPOCHS.csv",
+        help="per-epoch log with a 'loss' column (and 'val_loss', metrics), "
+        "as written by keras.callbacks.CSVLogger",
+    )
+    parser.add_argument(
+        "--steps",
+        metavar="STEPS.csv",
+        default=None,
+        help="per-step losses: a CSV with 'step' and 'loss' columns (and "
+        "'epoch' when known), e.g. the steps.csv CurveDiagnostics writes",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole report as JSON (summary, healthy, findings each with "
+        "its 'code', notes, curves) instead of the text summary",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        default=None,
+        help="also save the curves with the findings annotated to this PNG",
+    )
+    return parser
 
 
-def _check_writable(root):
-    """Creates `root` if needed and checks a file can be written there."""
+# -- the command table -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: how to add its parser, check it, and (lazily) run it.
+
+    Attributes:
+        add: `add(subparsers)` adds the subparser and returns it.
+        run: `"module:function"`; `function(args)` returns the exit status. Imported
+            only when the command runs.
+        validate: `validate(args, parser)` checks what one flag's `type=` cannot;
+            calls `parser.error`. Runs before anything heavy is imported.
+        needs_tensorflow: import TensorFlow quietly before `run`.
+    """
+
+    add: callable
+    run: str
+    validate: callable = None
+    needs_tensorflow: bool = False
+
+
+COMMANDS = {
+    "train": Command(_add_train, "kerastoolkit.cli:run_train", _validate_train, needs_tensorflow=True),
+    "diagnose": Command(_add_diagnose, "kerastoolkit.diagnostics.cli:run"),
+}
+
+
+def build_parser():
+    """The `kerastoolkit` argument parser (imports nothing heavy)."""
+    from kerastoolkit import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "kerastoolkit: Keras 3 plug-ins that make training a neural network "
+            "well the default. Run `kerastoolkit COMMAND --help` for a command's flags."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, command in COMMANDS.items():
+        command.add(subparsers).set_defaults(command=name)
+    return parser
+
+
+# -- quiet TensorFlow ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Sends file descriptor 2 to /dev/null: C++ logs printed before absl's setup."""
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        os.makedirs(root, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        return f"cannot write to output directory {root!r}: {error.strerror or error}"
-    return None
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow without its start-up log lines, unless `KERASTOOLKIT_TF_LOGS=1`.
+
+    `TF_CPP_MIN_LOG_LEVEL` alone does not hide the lines TensorFlow's C++ code
+    prints before absl is initialised (oneDNN, "Could not find cuda drivers",
+    the CPU-feature guard) nor cuInit's error on a machine without a GPU, so
+    file descriptor 2 goes to /dev/null while TensorFlow loads and looks for
+    devices. Python errors still show: they are raised after it is restored.
+    """
+    if os.environ.get(TF_LOGS_ENV, "0") not in ("", "0"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+
+    with _stderr_fd_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # cuInit runs (and complains) here
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+# -- train: the run ------------------------------------------------------------
 
 
 def _recipe(kt, args, has_validation):
@@ -236,32 +475,65 @@ def _recipe(kt, args, has_validation):
     return dataclasses.replace(recipe, config=config)
 
 
-def run_train(args):
-    if args.snapshots and args.warmup_epochs:
-        return _fail("--snapshots and --warmup-epochs do not combine: a warmup shifts the snapshot cycles", 2)
-    out = args.out or os.path.join("savedmodels", args.dataset)
-    problem = _check_writable(out)
-    if problem:
-        return _fail(problem, 2)
-    defaults = TRAIN_DEFAULTS[args.dataset]
-    epochs = args.epochs or defaults["epochs"]
-    if args.snapshots and args.snapshots > epochs:
-        return _fail(f"--snapshots {args.snapshots} needs at least as many epochs, got --epochs {epochs}", 2)
-    batch_size = args.batch_size or defaults["batch_size"]
+def _new_folders(path):
+    """The folders `os.makedirs(path)` would create, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing[::-1]
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+@contextlib.contextmanager
+def _staging_folder(out):
+    """Yields a hidden staging folder inside `out`, removed at the end.
+
+    TensorFlow Serving ignores non-numeric folder names, so logs and snapshots
+    can sit there until the export exists. When the body fails, the folders
+    created for `out` are removed too: a failed run leaves nothing behind.
+    """
+    created = _new_folders(out)
+    os.makedirs(out, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".train-", dir=out)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # innermost first, only if left empty
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_train(args):
+    """Runs `kerastoolkit train` for parsed (and validated) arguments."""
     import keras
     import numpy as np
 
     import kerastoolkit as kt
 
-    keras.utils.set_random_seed(args.seed)
-    meta = kt.data.info(args.dataset)
     try:
-        x_train, y_train = kt.data.load(args.dataset, "train", as_numpy=True)
-        x_test, y_test = kt.data.load(args.dataset, "test", as_numpy=True)
+        recipe = kt.presets.get(args.preset)
+    except ValueError as error:
+        return _fail(f"argument --preset: {error}", 2)
+    defaults = TRAIN_DEFAULTS[args.dataset]
+    epochs = args.epochs or defaults["epochs"]
+    batch_size = args.batch_size or defaults["batch_size"]
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    out = args.out or os.path.join("savedmodels", args.dataset)
+
+    # Prepare the data before seeding (kt.data.prepare also leaves the random
+    # state alone): the first run trains the same model as every later one.
+    try:
+        kt.data.prepare(args.dataset)
     except FileNotFoundError as error:
         return _fail(str(error))
+    keras.utils.set_random_seed(args.seed)
+    meta = kt.data.info(args.dataset)
+    x_train, y_train = kt.data.load(args.dataset, "train", as_numpy=True)
+    x_test, y_test = kt.data.load(args.dataset, "test", as_numpy=True)
     n_val = int(round(len(x_train) * args.validation_fraction))
     validation = (x_train[:n_val], y_train[:n_val]) if n_val else None
     x_fit = x_train[n_val:]
@@ -272,6 +544,7 @@ def run_train(args):
     model = kt.models.default_classifier(
         meta.input_shape, meta.num_classes, normalization_data=x_fit, name=f"{args.dataset}_classifier"
     )
+    description = recipe.description
     recipe = _recipe(kt, args, has_validation=validation is not None)
     steps_per_epoch = -(-len(x_fit) // batch_size)
     model.compile(
@@ -279,10 +552,7 @@ def run_train(args):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    # Logs and snapshots go to a hidden staging folder until the export exists
-    # (TensorFlow Serving ignores non-numeric folder names); removed at the end
-    # or on error.
-    with tempfile.TemporaryDirectory(prefix=".train-", dir=out) as staging:
+    with _staging_folder(out) as staging:
         callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"))
         # Last, so that its per-epoch log (the CSVLogger format) has the effective
         # learning rate PlateauDecay writes into the logs.
@@ -293,16 +563,17 @@ def run_train(args):
             for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience", "snapshots")
             if getattr(args, flag) is not None
         ]
-        print(f"preset {recipe.name}: {kt.presets.get(recipe.name).description}")
+        print(f"preset {recipe.name}: {description}")
         if overrides:
             print(f"  overridden by {', '.join(overrides)}")
+        sys.stdout.flush()
         model.fit(
             train_data,
             epochs=epochs,
             validation_data=validation,
             shuffle=False,  # the dataset reshuffles itself every epoch
             callbacks=callbacks,
-            verbose=args.verbose,
+            verbose=verbose,
         )
         snapshot = next((c for c in callbacks if isinstance(c, kt.callbacks.SnapshotEnsemble)), None)
         if snapshot is not None:
@@ -310,33 +581,70 @@ def run_train(args):
             print(f"snapshot ensemble of {len(model.members)} models")
         probabilities = model.predict(x_test, batch_size=256, verbose=0)
         test_accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
-        test_loss = float(
-            keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities))
-        )
+        test_loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities)))
         print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
 
         version_dir = kt.export.saved_model(model, out)
         model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
-        # The diagnosis: the per-epoch history, the per-step losses, report.json
-        # and the learning curves annotated with the findings.
-        for name in sorted(os.listdir(diagnostics.log_dir)):
-            target = "history.csv" if name == "epochs.csv" else name
-            os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, target))
+        # The diagnosis beside it, under the names CurveDiagnostics gives its
+        # files: epochs.csv, steps.csv, report.json, curves.png (statistics.json
+        # when statistics are recorded).
+        written = sorted(os.listdir(diagnostics.log_dir))
+        for name in written:
+            os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, name))
         print(diagnostics.report)
-        print(
-            f"SavedModel: {version_dir}  (model.keras, history.csv, curves.png, "
-            "report.json, steps.csv beside it)"
-        )
-        return 0
+        print(f"SavedModel: {version_dir}  (model.keras, {', '.join(written)} beside it)")
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------
+
+
+def _run_target(target):
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _exit_now(status):
+    """Ends the process at once, skipping the interpreter's shutdown.
+
+    After training, a normal exit spends 2-6 s (more on a busy machine) in
+    Python's final garbage collection of TensorFlow's and Keras's objects
+    (traced functions, graphs, the exported model) and in TensorFlow's C++
+    teardown, all after the last line is printed. Everything the command
+    writes is closed by then, so it flushes its streams and logging and
+    leaves with `os._exit`.
+    """
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
 
 
 def main(argv=None):
+    """Runs the `kerastoolkit` command; returns its exit status.
+
+    Args:
+        argv: the arguments after the command name. Defaults to `None`: the
+            process's own (`sys.argv[1:]`); then a command that imported
+            TensorFlow ends the process itself, without the slow shutdown.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    command = COMMANDS[args.command]
+    if command.validate is not None:
+        command.validate(args, parser)
+    if command.needs_tensorflow:
+        _import_tensorflow_quietly()
+    status = _run_target(command.run)(args)
+    if argv is None and command.needs_tensorflow:
+        _exit_now(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -32,6 +33,19 @@ def _help(argv, capsys):
     return capsys.readouterr().out
 
 
+def _error(argv, capsys):
+    """Runs the command, expecting a failure; returns its one stderr line."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 2
+    captured = capsys.readouterr()
+    lines = [l for l in captured.err.splitlines() if l.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def test_help_explains_every_flag(capsys):
     assert "train" in _help(["--help"], capsys)
     text = _help(["train", "--help"], capsys)
@@ -42,44 +56,201 @@ def test_help_explains_every_flag(capsys):
         assert action.help, action.option_strings
 
 
+def test_help_names_every_preset_and_the_dataset_sizes_are_right(capsys):
+    # The parser imports no Keras, so it names the presets and the training
+    # split sizes itself: they must agree with the library.
+    import kerastoolkit as kt
+
+    text = " ".join(_help(["train", "--help"], capsys).split())
+    for name in kt.presets.names():
+        assert name in text
+    for name, defaults in cli.TRAIN_DEFAULTS.items():
+        assert kt.data.info(name).builder.name == "kt_" + name
+    x, _ = kt.data.load("digits", "train", as_numpy=True)
+    assert cli.TRAIN_DEFAULTS["digits"]["train_examples"] == len(x)
+    assert cli.TRAIN_DEFAULTS["fashion_mnist"]["train_examples"] == 60000
+    assert cli.TRAIN_DEFAULTS["mnist1d"]["train_examples"] == 4000
+
+
+def test_version(capsys):
+    import kerastoolkit
+
+    assert _help(["--version"], capsys).strip() == f"kerastoolkit {kerastoolkit.__version__}"
+
+
+# Every numeric flag: not a number, inf, nan, negative, huge, and its own edge cases.
+_INTEGER = "must be an integer from {low} to {high}, got {value}"
+BAD_VALUES = [
+    (["--epochs", "0"], "argument --epochs: " + _INTEGER.format(low=1, high="10,000", value="0")),
+    (["--epochs", "-3"], "argument --epochs: " + _INTEGER.format(low=1, high="10,000", value="-3")),
+    (["--epochs", "inf"], "argument --epochs: " + _INTEGER.format(low=1, high="10,000", value="'inf'")),
+    (["--epochs", "nan"], "argument --epochs: " + _INTEGER.format(low=1, high="10,000", value="'nan'")),
+    (["--epochs", "2.5"], "argument --epochs: " + _INTEGER.format(low=1, high="10,000", value="'2.5'")),
+    (["--epochs", "10001"], "argument --epochs: " + _INTEGER.format(low=1, high="10,000", value="10001")),
+    (["--batch-size", "x"], "argument --batch-size: must be a positive integer, got 'x'"),
+    (["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
+    (["--batch-size", "inf"], "argument --batch-size: must be a positive integer, got 'inf'"),
+    (["--batch-size", "2000"], "argument --batch-size: must be at most the 1293 training examples of digits, got 2000"),
+    (["--batch-size", "99999999999999999999"], "argument --batch-size: must be at most the 1293 training examples"),
+    (["--learning-rate", "inf"], "argument --learning-rate: must be a finite number in (0, 10], got inf"),
+    (["--learning-rate", "nan"], "argument --learning-rate: must be a finite number in (0, 10], got nan"),
+    (["--learning-rate=-inf"], "argument --learning-rate: must be a finite number in (0, 10], got -inf"),
+    (["--learning-rate", "1e309"], "argument --learning-rate: must be a finite number in (0, 10], got 1e309"),
+    (["--learning-rate", "0"], "argument --learning-rate: must be a finite number in (0, 10], got 0"),
+    (["--learning-rate=-0.1"], "argument --learning-rate: must be a finite number in (0, 10], got -0.1"),
+    (["--learning-rate", "11"], "argument --learning-rate: must be a finite number in (0, 10], got 11"),
+    (["--learning-rate", "fast"], "argument --learning-rate: must be a finite number in (0, 10], got 'fast'"),
+    (["--warmup-epochs", "-1"], "argument --warmup-epochs: " + _INTEGER.format(low=0, high="10,000", value="-1")),
+    (["--warmup-epochs", "inf"], "argument --warmup-epochs: " + _INTEGER.format(low=0, high="10,000", value="'inf'")),
+    (["--warmup-epochs", "30"], "argument --warmup-epochs: must be fewer than the number of epochs (30), got 30"),
+    (["--warmup-epochs", "3", "--epochs", "2"], "argument --warmup-epochs: must be fewer than the number of epochs (2), got 3"),
+    (["--plateau-patience", "-1"], "argument --plateau-patience: " + _INTEGER.format(low=0, high="10,000", value="-1")),
+    (["--plateau-patience", "nan"], "argument --plateau-patience: " + _INTEGER.format(low=0, high="10,000", value="'nan'")),
+    (["--plateau-patience", "1e9"], "argument --plateau-patience: " + _INTEGER.format(low=0, high="10,000", value="'1e9'")),
+    (["--early-stopping-patience", "-1"], "argument --early-stopping-patience: " + _INTEGER.format(low=0, high="10,000", value="-1")),
+    (["--early-stopping-patience", "100000"], "argument --early-stopping-patience: " + _INTEGER.format(low=0, high="10,000", value="100000")),
+    (["--snapshots", "0"], "argument --snapshots: " + _INTEGER.format(low=1, high="10,000", value="0")),
+    (["--snapshots", "inf"], "argument --snapshots: " + _INTEGER.format(low=1, high="10,000", value="'inf'")),
+    (["--snapshots", "2", "--warmup-epochs", "1"], "argument --snapshots: does not combine with --warmup-epochs"),
+    (["--snapshots", "5", "--epochs", "3"], "argument --snapshots: must be at most the number of epochs (3), got 5"),
+    (["--validation-fraction", "1.5"], "argument --validation-fraction: must be a number in [0, 1), got 1.5"),
+    (["--validation-fraction", "1"], "argument --validation-fraction: must be a number in [0, 1), got 1"),
+    (["--validation-fraction", "-0.1"], "argument --validation-fraction: must be a number in [0, 1), got -0.1"),
+    (["--validation-fraction", "nan"], "argument --validation-fraction: must be a number in [0, 1), got nan"),
+    (["--validation-fraction", "inf"], "argument --validation-fraction: must be a number in [0, 1), got inf"),
+    (["--validation-fraction", "half"], "argument --validation-fraction: must be a number in [0, 1), got 'half'"),
+    (["--validation-fraction", "0.999"],
+     "argument --validation-fraction: 0.999 leaves 1 training and 1436 validation examples of the 1437 of digits; "
+     "each split needs at least 100: use 0 (no validation) or a fraction from 0.07 to 0.93"),
+    (["--validation-fraction", "0.01"], "argument --validation-fraction: 0.01 leaves 1423 training and 14 validation examples"),
+    (["--validation-fraction", "0.9999", "--dataset", "fashion_mnist"],
+     "argument --validation-fraction: 0.9999 leaves 6 training and 59994 validation examples of the 60000 of fashion_mnist"),
+    (["--seed", "-1"], "argument --seed: " + _INTEGER.format(low=0, high="4,294,967,295", value="-1")),
+    (["--seed", "1e100"], "argument --seed: " + _INTEGER.format(low=0, high="4,294,967,295", value="'1e100'")),
+    (["--seed", str(2**64)], "argument --seed: " + _INTEGER.format(low=0, high="4,294,967,295", value=str(2**64))),
+    (["--verbose", "3"], "argument --verbose: invalid choice: 3 (choose from 0, 1, 2)"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--out", "/dev/null/models"], "argument --out: cannot create '/dev/null/models': '/dev/null' is a file"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+]
+
+
+class TestParser:
+    """Parser-only checks: no training, so no Keras session to clear (it costs ~1 s each)."""
+
+    @pytest.fixture(autouse=True)
+    def _clear_keras_session(self):
+        yield
+
+    @pytest.mark.parametrize("args, message", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+    def test_bad_flag_values_give_one_line_naming_the_flag_once(self, args, message, capsys):
+        line = _error(["train", *args], capsys)
+        assert line.startswith("kerastoolkit: error: ") and message in line, line
+        flag = args[0].split("=")[0]
+        assert line.count(flag) == 1, line  # "argument --epochs: must be...", not the flag twice
+
+
+def test_out_naming_a_file_is_explained(tmp_path, capsys):
+    target = tmp_path / "model.txt"
+    target.write_text("not a folder")
+    line = _error(["train", "--out", str(target)], capsys)
+    assert line == f"kerastoolkit: error: argument --out: {str(target)!r} is a file, not a folder"
+
+
+def test_diagnose_errors_share_the_prefix(tmp_path, capsys):
+    line = _error(["diagnose", str(tmp_path)], capsys)
+    assert line.startswith("kerastoolkit: error: EPOCHS.csv ") and "is a folder, not a CSV file" in line
+    assert os.path.join(str(tmp_path), "epochs.csv") in line
+    binary = tmp_path / "epochs.csv"
+    binary.write_bytes(b"epoch,loss\n0,\xff\xfe2.3\n")
+    line = _error(["diagnose", str(binary)], capsys)
+    assert line == (f"kerastoolkit: error: EPOCHS.csv {str(binary)!r} is not a UTF-8 text file "
+                    "(byte 13: invalid start byte); expected a CSV file")
+    good = tmp_path / "good.csv"
+    good.write_text("epoch,loss\n0,2.3\n1,2.2\n")
+    line = _error(["diagnose", str(good), "--steps", str(tmp_path / "missing.csv")], capsys)
+    assert line == f"kerastoolkit: error: --steps {str(tmp_path / 'missing.csv')!r}: no such file"
+    line = _error(["diagnose"], capsys)
+    assert line == "kerastoolkit: error: the following arguments are required: EPOCHS.csv"
+
+
+def test_diagnose_json_is_the_whole_report(tmp_path, capsys):
+    short = tmp_path / "short.csv"
+    short.write_text("epoch,loss,val_loss\n0,2.3,2.4\n1,1.2,1.3\n")
+    assert cli.main(["diagnose", str(short), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert cli.main(["diagnose", str(short)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert printed["summary"] == text[0]  # the text report's first line
+    assert printed["healthy"] is (not printed["findings"])
+    assert printed["notes"] and [f"(note: {n})" for n in printed["notes"]] == [l for l in text if l.startswith("(note")]
+    assert printed["epochs"]["loss"] == [2.3, 1.2] and printed["epochs"]["val_loss"] == [2.4, 1.3]
+
+
+_LAUNCHER = textwrap.dedent(
+    """
+    # What pip writes as the `kerastoolkit` console script, then a look at what it imported.
+    import sys
+    from kerastoolkit.cli import main
+    try:
+        main()
+    except SystemExit as exit:
+        print("exit", exit.code)
+    print("heavy:", sorted(m for m in ("tensorflow", "keras", "jax", "tensorflow_datasets") if m in sys.modules))
+    """
+)
+
+
 @pytest.mark.parametrize(
-    "args, message",
+    "args, status, stderr",
     [
-        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
-        (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
-        (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
-        (["--batch-size", "x"], "--batch-size must be a positive integer, got 'x'"),
-        (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
-        (["--early-stopping-patience", "-1"], "--early-stopping-patience must be an integer >= 0, got -1"),
-        (["--preset", "adamw"], "invalid choice: 'adamw'"),
-        (["--snapshots", "0"], "--snapshots must be a positive integer, got 0"),
-        (["--warmup-epochs", "-1"], "--warmup-epochs must be an integer >= 0, got -1"),
-        (["--snapshots", "2", "--warmup-epochs", "1"], "--snapshots and --warmup-epochs do not combine"),
-        (["--snapshots", "5", "--epochs", "3"], "--snapshots 5 needs at least as many epochs, got --epochs 3"),
-        (["--out", "/dev/null/models"], "cannot write to output directory '/dev/null/models'"),
+        (["--help"], 0, ""),
+        (["train", "--help"], 0, ""),
+        (["diagnose", "--help"], 0, ""),
+        (["--version"], 0, ""),
+        (["train", "--epochs", "inf"], 2,
+         "kerastoolkit: error: argument --epochs: must be an integer from 1 to 10,000, got 'inf'\n"),
+        (["train", "--dataset", "cifar"], 2,
+         "kerastoolkit: error: argument --dataset: invalid choice: 'cifar' "
+         "(choose from 'digits', 'fashion_mnist', 'mnist1d')\n"),
+        (["trian"], 2, "kerastoolkit: error: argument COMMAND: invalid choice: 'trian' (choose from 'train', 'diagnose')\n"),
     ],
 )
-def test_bad_arguments_give_one_line_and_nonzero_exit(args, message, capsys):
-    try:
-        code = cli.main(["train", *args])
-    except SystemExit as exit:
-        code = exit.code
-    assert code != 0
-    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
-    assert len(lines) == 1 and message in lines[0], lines
+def test_the_command_answers_help_and_errors_without_importing_keras(args, status, stderr, tmp_path):
+    script = tmp_path / "kerastoolkit"  # the name makes `import kerastoolkit` defer Keras
+    script.write_text(_LAUNCHER)
+    env = subprocess_env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # nothing to hide: nothing is imported
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stderr == stderr
+    assert result.stdout.splitlines()[-2:] == [f"exit {status}", "heavy: []"]
 
 
-def test_the_installed_command_reports_errors_without_traceback():
-    result = _run("train", "--dataset", "cifar")
-    assert result.returncode == 2
-    # TensorFlow's own start-up log lines (absl, before the CLI runs) aside,
-    # the command says one thing.
-    lines = [l for l in result.stderr.splitlines() if l.startswith("kerastoolkit")]
-    assert lines == [
-        "kerastoolkit train: error: argument --dataset: invalid choice: 'cifar' "
-        "(choose from 'digits', 'fashion_mnist', 'mnist1d')"
-    ]
-    assert "Traceback" not in result.stderr
+def test_a_failed_run_leaves_no_output_folder_and_progress_is_one_line_per_epoch_in_a_log(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def failing_fit(self, *args, **kwargs):
+        seen.update(kwargs, staging=[n for n in os.listdir(seen["out"]) if n.startswith(".train-")])
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(keras.Model, "fit", failing_fit)
+    out = seen["out"] = str(tmp_path / "new" / "models")
+    with pytest.raises(RuntimeError, match="training failed"):
+        cli.main(["train", "--out", out, "--epochs", "1"])
+    assert len(seen["staging"]) == 1  # logs were staged in OUT during the fit
+    assert os.listdir(tmp_path) == []  # then neither models/ nor new/ stays
+    assert seen["verbose"] == 2  # output captured, not a terminal
+    # An existing folder stays, without the staging folder.
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    seen["out"] = str(existing)
+    with pytest.raises(RuntimeError):
+        cli.main(["train", "--out", str(existing), "--epochs", "1", "--verbose", "1"])
+    assert os.listdir(existing) == [] and seen["verbose"] == 1
+    # An unknown preset is found before anything is written.
+    line = _error(["train", "--out", out, "--preset", "adamw"], capsys)
+    assert line.startswith("kerastoolkit: error: argument --preset: ") and "Did you mean 'adam'" in line
+    assert os.listdir(tmp_path) == ["existing"]
 
 
 @requires_tensorflow
@@ -93,16 +264,16 @@ def test_train_digits_exports_versions_that_serve_the_same_probabilities(tmp_pat
     accuracy = float(printed.split("test accuracy: ")[1].split()[0])
     assert accuracy >= 0.95, printed
     version = os.path.join(out, "1")
-    for name in ("saved_model.pb", "model.keras", "history.csv", "curves.png", "steps.csv", "report.json"):
+    for name in ("saved_model.pb", "model.keras", "epochs.csv", "curves.png", "steps.csv", "report.json"):
         assert os.path.exists(os.path.join(version, name)), name
     assert "Curve diagnosis" in printed
     # The run's logs feed `kerastoolkit diagnose`, which agrees with the saved report.
-    assert cli.main(["diagnose", os.path.join(version, "history.csv"), "--steps", os.path.join(version, "steps.csv"), "--json"]) == 0
-    findings = json.loads(capsys.readouterr().out)
+    assert cli.main(["diagnose", os.path.join(version, "epochs.csv"), "--steps", os.path.join(version, "steps.csv"), "--json"]) == 0
+    findings = json.loads(capsys.readouterr().out)["findings"]
     with open(os.path.join(version, "report.json")) as f:
         saved = json.load(f)
     assert [f["code"] for f in findings] == [f["code"] for f in saved["findings"]]
-    with open(os.path.join(version, "history.csv")) as f:
+    with open(os.path.join(version, "epochs.csv")) as f:
         rows = list(csv.DictReader(f))
     assert 1 <= len(rows) <= 30 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
 
@@ -146,7 +317,7 @@ def test_train_with_warmup_plateau_and_snapshots_exports_the_ensemble(tmp_path, 
     x_test, _ = kt.data.load("digits", "test", as_numpy=True)
     served = kt.export.load(version)(x_test)
     assert np.max(np.abs(served - ensemble.predict(x_test, verbose=0))) < 1e-5
-    with open(os.path.join(version, "history.csv")) as f:
+    with open(os.path.join(version, "epochs.csv")) as f:
         rates = [float(r["learning_rate"]) for r in csv.DictReader(f)]
     assert len(rates) == 9
     # The rate logged after an epoch is the one the next step uses (as Keras

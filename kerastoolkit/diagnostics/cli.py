@@ -3,10 +3,13 @@
 ```
 kerastoolkit diagnose EPOCHS.csv [--steps STEPS.csv] [--json] [--plot OUT.png]
 ```
+
+Its arguments are defined in `kerastoolkit.cli` (which must not import this
+package: `kerastoolkit.diagnostics` imports Keras); this module runs it.
 """
 
-import argparse
 import json
+import os
 import sys
 
 
@@ -19,48 +22,39 @@ def add_parser(subparsers):
     Returns:
         The new sub-parser (its `func` default is `run`).
     """
-    parser = subparsers.add_parser(
-        "diagnose",
-        help="say what a training run's learning curves mean and what to try next",
-        description=(
-            "Diagnose learning curves (not training, diverging, NaN, unshuffled "
-            "data, slow start, not converged, overfitting) from a Keras "
-            "CSVLogger file and optionally a per-step loss CSV."
-        ),
-    )
-    add_arguments(parser)
+    from kerastoolkit import cli
+
+    parser = cli.COMMANDS["diagnose"].add(subparsers)
     parser.set_defaults(func=run)
     return parser
 
 
 def add_arguments(parser):
     """Adds the `diagnose` arguments to `parser`."""
-    parser.add_argument(
-        "epochs",
-        metavar="EPOCHS.csv",
-        help="per-epoch log with a 'loss' column (and 'val_loss', metrics), "
-        "as written by keras.callbacks.CSVLogger",
-    )
-    parser.add_argument(
-        "--steps",
-        metavar="STEPS.csv",
-        default=None,
-        help="per-step losses: a CSV with 'step' and 'loss' columns (and "
-        "'epoch' when known), e.g. the steps.csv CurveDiagnostics writes",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print the findings as a JSON list (each with its 'code') "
-        "instead of the text summary",
-    )
-    parser.add_argument(
-        "--plot",
-        metavar="OUT.png",
-        default=None,
-        help="also save the curves with the findings annotated to this PNG",
-    )
-    return parser
+    from kerastoolkit import cli
+
+    return cli.add_diagnose_arguments(parser)
+
+
+def _error(message):
+    print(f"kerastoolkit: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_readable(path, flag):
+    """A one-line problem with the CSV file at `path`, or `None`."""
+    if os.path.isdir(path):
+        return f"{flag} {path!r} is a folder, not a CSV file (give the file inside it, e.g. {os.path.join(path, 'epochs.csv')!r})"
+    if not os.path.exists(path):
+        return f"{flag} {path!r}: no such file"
+    try:
+        with open(path, "rb") as handle:
+            handle.read().decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"{flag} {path!r} is not a UTF-8 text file (byte {error.start}: {error.reason}); expected a CSV file"
+    except OSError as error:
+        return f"{flag} {path!r}: cannot read it ({error.strerror or error})"
+    return None
 
 
 def run(args):
@@ -69,31 +63,35 @@ def run(args):
     Exit codes: `0` the run was diagnosed (with or without findings), `2`
     the input could not be read (a one-line error on stderr).
     """
+    for path, flag in ((args.epochs, "EPOCHS.csv"), (args.steps, "--steps")):
+        problem = path is not None and _check_readable(path, flag)
+        if problem:
+            return _error(problem)
+
     from kerastoolkit.diagnostics.curves import diagnose
 
     try:
         report = diagnose(epochs=args.epochs, steps=args.steps)
     except (ValueError, TypeError, OSError) as error:
-        print(f"kerastoolkit diagnose: error: {error}", file=sys.stderr)
-        return 2
+        return _error(error)
     if args.json:
-        print(json.dumps([f.to_dict() for f in report.findings], indent=2))
+        summary = str(report).splitlines()[0]
+        print(json.dumps({"summary": summary, **report.to_dict()}, indent=2))
     else:
         print(report)
     if args.plot:
         try:
             report.plot(args.plot)
         except OSError as error:
-            print(f"kerastoolkit diagnose: error: cannot write {args.plot}: {error}",
-                  file=sys.stderr)
-            return 2
+            return _error(f"cannot write {args.plot}: {error}")
     return 0
 
 
 def main(argv=None):
     """Entry point for `python -m kerastoolkit.diagnostics.cli`."""
-    parser = add_arguments(argparse.ArgumentParser(prog="kerastoolkit diagnose"))
-    return run(parser.parse_args(argv))
+    from kerastoolkit import cli
+
+    return cli.main(["diagnose", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

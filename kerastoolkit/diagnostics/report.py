@@ -149,7 +149,7 @@ class Report:
         parts = []
         if self.epochs and "loss" in self.epochs:
             loss = self.epochs["loss"]
-            parts.append(f"{len(loss)} epochs")
+            parts.append(f"{len(loss)} epoch{'' if len(loss) == 1 else 's'}")
             parts.append(f"final loss {_fmt(loss[-1])}")
             if "val_loss" in self.epochs and len(self.epochs["val_loss"]):
                 parts.append(f"final val_loss {_fmt(self.epochs['val_loss'][-1])}")

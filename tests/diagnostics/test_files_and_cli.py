@@ -94,7 +94,7 @@ def test_cli_text_json_plot(tmp_path, capsys):
     png = str(tmp_path / "out.png")
     args = parser().parse_args(["diagnose", path, "--json", "--plot", png])
     assert cli.run(args) == 0
-    findings = json.loads(capsys.readouterr().out)
+    findings = json.loads(capsys.readouterr().out)["findings"]
     assert [f["code"] for f in findings] == ["not_training"]
     with open(png, "rb") as handle:
         assert handle.read(4) == b"\x89PNG"
@@ -103,7 +103,7 @@ def test_cli_text_json_plot(tmp_path, capsys):
 def test_cli_healthy_json_is_empty_list(tmp_path, capsys):
     path, _ = epochs_csv(tmp_path)
     assert cli.main([path, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out)["findings"] == []
 
 
 def test_cli_bad_file_one_line_error(tmp_path, capsys):
