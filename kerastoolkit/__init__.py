@@ -20,6 +20,7 @@ from kerastoolkit import initializers
 from kerastoolkit import layers
 from kerastoolkit import models
 from kerastoolkit import optimizers
+from kerastoolkit import preflight
 from kerastoolkit import presets
 from kerastoolkit import schedules
 

@@ -60,3 +60,38 @@ def loss_tracker_variables(model):
             if total is not None and count is not None:
                 return total, count
     return None
+
+
+# ------------------------------------------------------------------ issue 12:
+# Keras's global seed generator (preflight leaves the random state untouched).
+#
+# Why: unseeded Keras random ops (initializers of a cloned model, dropout
+# without a seed) advance the global `SeedGenerator` Keras keeps in its global
+# state; there is no public API to read or restore it.
+
+
+def global_seed_state():
+    """The global seed generator's state (a NumPy copy), or `None` if absent."""
+    check_keras_version("random-state restoring")
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+
+    gen = global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
+    if gen is None:
+        return None
+    return keras.ops.convert_to_numpy(gen.state).copy()
+
+
+def set_global_seed_state(state):
+    """Puts back a state from `global_seed_state` (`None`: no generator)."""
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+
+    name = seed_generator.GLOBAL_SEED_GENERATOR
+    if state is None:
+        global_state.set_global_attribute(name, None)
+        return
+    gen = global_state.get_global_attribute(name)
+    if gen is None:
+        gen = seed_generator.global_seed_generator()
+    gen.state.assign(state)
