@@ -9,7 +9,7 @@ diagnosis) with its evidence and what to do.
 | code | check (default thresholds) |
 | --- | --- |
 | `non_finite_inputs` | a NaN or Inf in the inputs |
-| `input_scale` | inputs far from standardized: `max |x| > 20` or `std > 10` (raw 0–255 pixels) |
+| `input_scale` | inputs far from standardized: overall `std > 5` or `|mean| > 5` (raw 0–255 pixels) |
 | `constant_input` | more than half of the input features constant over the sample |
 | `labels_out_of_range` | sparse labels outside `[0, C)` or not integers |
 | `label_format` | one-hot labels with a sparse loss, or sparse labels with a one-hot loss |
@@ -202,26 +202,31 @@ def _entropy(counts):
 # ------------------------------------------------------------------ the checks
 
 
-def _input_checks(x, t):
+def _input_checks(x, t, full_x=None):
+    """NaN/Inf over all of `full_x` (arrays: cheap), scale and constant
+    features over the sample `x`."""
     found = []
     leaves = [np.asarray(a) for a in keras.tree.flatten(x)]
     floats = [a for a in leaves if np.issubdtype(a.dtype, np.number)]
-    bad = sum(int(np.sum(~np.isfinite(a.astype("float64")))) for a in floats)
+    every = [np.asarray(a) for a in keras.tree.flatten(full_x if full_x is not None else x)]
+    every = [a for a in every if np.issubdtype(a.dtype, np.number)]
+    bad = sum(int(np.sum(~np.isfinite(a.astype("float64")))) for a in every)
     if bad:
-        rows = sorted({int(i) for a in floats
+        rows = sorted({int(i) for a in every
                        for i in np.flatnonzero(~np.isfinite(
                            a.reshape(len(a), -1).astype("float64")).any(axis=1))})
         found.append(_finding(
             "non_finite_inputs",
             f"{bad} NaN/Inf value(s) in the inputs, in example(s) {rows[:10]}"
-            f"{' ...' if len(rows) > 10 else ''} of the sample.",
+            f"{' ...' if len(rows) > 10 else ''}.",
             {"count": bad, "examples": rows[:50]}))
     for a in floats:
         v = a.reshape(len(a), -1).astype("float64")
         v = np.where(np.isfinite(v), v, np.nan)
         peak = float(np.nanmax(np.abs(v))) if v.size else 0.0
         std = float(np.nanstd(v)) if v.size else 0.0
-        if peak > t["input_max_abs"] or std > t["input_std"]:
+        mean = float(np.nanmean(v)) if v.size else 0.0
+        if std > t["input_std"] or abs(mean) > t["input_mean"]:
             found.append(_finding(
                 "input_scale",
                 f"The inputs are far from standardized: max |x| = {peak:.4g}, "
@@ -344,8 +349,14 @@ def _order_check(y, batch_size, t):
     return []
 
 
+def _clone_layer(layer):
+    if isinstance(layer, keras.layers.Lambda):
+        return layer  # stateless; its Python function cannot be re-created safely
+    return layer.__class__.from_config(layer.get_config())
+
+
 def _copy(model, learning_rate):
-    clone = keras.models.clone_model(model)
+    clone = keras.models.clone_model(model, clone_function=_clone_layer)
     clone.set_weights(model.get_weights())
     clone.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=model.loss)
     clone.optimizer.build(clone.trainable_variables)
@@ -404,8 +415,8 @@ def _gradient_checks(clone, x, y, t):
 
 
 DEFAULT_THRESHOLDS = {
-    "input_max_abs": 20.0,
-    "input_std": 10.0,
+    "input_std": 5.0,
+    "input_mean": 5.0,
     "constant_fraction": 0.5,
     "imbalance_ratio": 10.0,
     "order_batches": 20,
@@ -517,7 +528,8 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
         x, y = _take(data, num_examples, batch_size, shuffle, rng)
         n = len(y)
         checks.append("inputs")
-        findings += _input_checks(x, t)
+        full_x = data[0] if isinstance(data, (tuple, list)) and len(data) in (2, 3) else x
+        findings += _input_checks(x, t, full_x)
         finite_x = keras.tree.map_structure(
             lambda a: np.nan_to_num(np.asarray(a), nan=0.0, posinf=0.0, neginf=0.0)
             if np.issubdtype(np.asarray(a).dtype, np.floating) else a, x)
@@ -645,7 +657,7 @@ def _reset(clone, weights):
 
 
 def _copy_like(clone, model, weights, learning_rate):
-    other = keras.models.clone_model(clone)
+    other = keras.models.clone_model(clone, clone_function=_clone_layer)
     other.set_weights(weights)
     other.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=model.loss)
     return other
