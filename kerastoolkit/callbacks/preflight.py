@@ -2,7 +2,14 @@
 
 import keras
 
-from kerastoolkit.preflight.checks import PREFLIGHT_CODES
+
+
+class PreflightError(RuntimeError):
+    """Raised by `Preflight` to stop a doomed run; `.report` holds the findings."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
 
 _STOP_ON = ("error", "warning", None)
 
@@ -13,6 +20,10 @@ class Preflight(keras.callbacks.Callback):
 
     Only copies of the model are trained: the model, its optimizer and the
     random state are exactly as they were when `fit` starts its first step.
+    A finding at or above `stop_on` stops the run before its first step:
+    `fit` raises `PreflightError` (Keras checks `stop_training` only after a
+    step, and a step with out-of-range labels already fails), with the
+    report in the message and in `error.report`.
 
     Args:
         data: `(x, y)` arrays or a batched dataset of `(x, y)`, in the order
@@ -26,6 +37,7 @@ class Preflight(keras.callbacks.Callback):
 
     Raises:
         ValueError: for an unknown `stop_on`.
+        PreflightError: from `fit`, when a finding reaches `stop_on`.
 
     Example:
 
@@ -56,11 +68,20 @@ class Preflight(keras.callbacks.Callback):
         if self.verbose:
             print(self.report)
         levels = {"error": ("error",), "warning": ("error", "warning"), None: ()}
-        if any(f.severity in levels[self.stop_on] for f in self.report.findings
-               if f.code in PREFLIGHT_CODES or f.severity == "error"):
+        stopping = [f for f in self.report.findings if f.severity in levels[self.stop_on]]
+        if stopping:
             self.model.stop_training = True
+            raise PreflightError(
+                "Preflight stopped the run before its first step "
+                f"({', '.join(f.code for f in stopping)}):\n{self.report}",
+                self.report,
+            )
 
     def get_config(self):
         # the data are not part of the config (arrays, datasets)
         return {"data": None, "stop_on": self.stop_on, "batch_size": self.batch_size,
                 "shuffle": self.shuffle, "verbose": self.verbose}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

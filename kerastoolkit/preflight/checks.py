@@ -18,7 +18,7 @@ diagnosis) with its evidence and what to do.
 | `data_order` | the first batches' mean labels spread > 4× as much as random batches' |
 | `init_loss` | loss at initialisation above `1.5·chance + 0.5` (`chance` = the label entropy, `ln C` for balanced classes) |
 | `cannot_overfit` | a copy trained on one batch of 16 for up to 150 Adam steps stays above `0.1·chance` |
-| `ignores_input` | trained on the same batch with zeroed inputs it does as well (loss on real inputs > 0.5× that on zeros) |
+| `ignores_input` | trained as many steps on the same batch with zeroed inputs it does as well (loss on real inputs > 0.5× that on zeros) |
 | `no_signal` | trained on half of the sample, its loss on the held-back half is not below `0.9·chance` |
 | `dead_gradients` | a trainable variable with no gradient, an all-zero or a non-finite one |
 | `dead_relu` / `exploding_activations` / `vanishing_activations` | at initialisation, as in the curve diagnosis |
@@ -366,16 +366,25 @@ def _copy(model, learning_rate):
 
 
 def _train_on(clone, x, y, steps, target=None):
-    loss = math.nan
+    """Trains on one batch; returns `(final loss, steps taken)`."""
+    loss, taken = math.nan, 0
     for _ in range(steps):
-        loss = float(np.asarray(clone.train_on_batch(x, y)))
+        loss = _scalar(clone.train_on_batch(x, y))
+        taken += 1
         if not math.isfinite(loss) or (target is not None and loss < target):
             break
-    return loss
+    return loss, taken
 
 
 def _loss(clone, x, y, batch_size=256):
-    return float(np.asarray(clone.evaluate(x, y, batch_size=batch_size, verbose=0)))
+    return _scalar(clone.evaluate(x, y, batch_size=batch_size, verbose=0))
+
+
+def _scalar(result):
+    """The loss from `train_on_batch`/`evaluate` (a scalar or `[loss, ...]`)."""
+    if isinstance(result, dict):
+        result = result["loss"]
+    return float(np.ravel(np.asarray(result, dtype="float64"))[0])
 
 
 def _gradient_checks(clone, x, y, t):
@@ -522,7 +531,8 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
                 f"Received: thresholds={thresholds}")
         t.update(thresholds)
     start = time.perf_counter()
-    findings, notes, checks = [], [], []
+    findings, notes = [], []
+    checks = _Timed()
     with _RandomState():
         rng = np.random.default_rng(0)
         x, y = _take(data, num_examples, batch_size, shuffle, rng)
@@ -573,8 +583,8 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
             xb, yb = _slice(finite_x, slice(0, b)), y[:b]
             chance_b = chance if chance is not None else 1.0
             checks.append("overfit_one_batch")
-            fit_loss = _train_on(clone, xb, yb, overfit_steps,
-                                 target=0.5 * t["overfit_fraction"] * chance_b)
+            fit_loss, fit_steps = _train_on(clone, xb, yb, overfit_steps,
+                                            target=0.5 * t["overfit_fraction"] * chance_b)
             if chance is not None and not fit_loss < t["overfit_fraction"] * chance:
                 findings.append(_finding(
                     "cannot_overfit",
@@ -586,8 +596,8 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
             checks.append("input_independent_baseline")
             zero = _reset(clone, with_weights)
             xz = keras.tree.map_structure(np.zeros_like, xb)
-            zero_loss = _train_on(zero, xz, yb, overfit_steps,
-                                  target=0.5 * t["overfit_fraction"] * chance_b)
+            # as many steps as the real inputs took: the same budget
+            zero_loss, _ = _train_on(zero, xz, yb, max(fit_steps, 10))
             if math.isfinite(zero_loss) and math.isfinite(fit_loss) and (
                     fit_loss > t["ignores_input_ratio"] * zero_loss):
                 findings.append(_finding(
@@ -635,8 +645,26 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
                     {"suggestion": finder.suggestion, "steepest": finder.steepest}))
             except ValueError as error:
                 notes.append(f"LR range test: {error}")
-    return PreflightReport(findings, notes=notes, seconds=time.perf_counter() - start,
-                           checks=checks)
+    report = PreflightReport(findings, notes=notes, seconds=time.perf_counter() - start,
+                             checks=list(checks))
+    report.timings = checks.timings()
+    return report
+
+
+class _Timed(list):
+    """The names of the checks run, with the seconds each took."""
+
+    def __init__(self):
+        super().__init__()
+        self._marks = [time.perf_counter()]
+
+    def append(self, name):
+        self._marks.append(time.perf_counter())
+        super().append(name)
+
+    def timings(self):
+        marks = self._marks[1:] + [time.perf_counter()]
+        return {name: round(b - a, 3) for name, a, b in zip(self, marks[:-1], marks[1:])}
 
 
 def _counts(y, reference):

@@ -86,15 +86,20 @@ def test_broken_setups_are_named_by_the_right_check(setup, expected):
 
 
 def test_labels_out_of_range_stop_the_run_from_the_callback():
+    from kerastoolkit.callbacks.preflight import PreflightError
+
     x, y = digits()
     keras.utils.set_random_seed(0)
     model = compile_(mlp())
+    before = [w.copy() for w in model.get_weights()]
     cb = Preflight((x[:256], y[:256] + 1), verbose=0)
-    history = model.fit(x[:256], y[:256] + 1, epochs=3, verbose=0, callbacks=[cb])
-    assert "labels_out_of_range" in cb.report.codes
+    with pytest.raises(PreflightError, match="labels_out_of_range") as caught:
+        model.fit(x[:256], y[:256] + 1, epochs=3, verbose=0, callbacks=[cb])
+    assert caught.value.report is cb.report
     ev = [f for f in cb.report.findings if f.code == "labels_out_of_range"][0].evidence
     assert ev["max"] == 10 and ev["outputs"] == 10
-    assert len(history.history.get("loss", [])) == 0  # stopped before the first epoch
+    for a, b in zip(model.get_weights(), before):  # not a single step was taken
+        np.testing.assert_array_equal(a, b)
     assert Preflight.from_config(cb.get_config()).stop_on == "error"
     with pytest.raises(ValueError, match="Received: stop_on='never'"):
         Preflight((x, y), stop_on="never")
