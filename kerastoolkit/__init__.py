@@ -40,11 +40,12 @@ if not _started_by_the_command():
     from kerastoolkit import layers
     from kerastoolkit import models
     from kerastoolkit import optimizers
+    from kerastoolkit import preflight
     from kerastoolkit import presets
     from kerastoolkit import schedules
 
 _SUBPACKAGES = (
-    "callbacks", "diagnostics", "initializers", "layers", "models", "optimizers", "presets", "schedules",
+    "callbacks", "diagnostics", "initializers", "layers", "models", "optimizers", "preflight", "presets", "schedules",
 )
 _LAZY_SUBPACKAGES = ("data", "export", "distribute")
 

@@ -10,3 +10,4 @@ from kerastoolkit.callbacks.snapshot import SnapshotEnsemble
 from kerastoolkit.callbacks.swa import SWA
 from kerastoolkit.callbacks.warmup import Warmup
 from kerastoolkit.diagnostics.callback import CurveDiagnostics
+from kerastoolkit.callbacks.preflight import Preflight

@@ -7,7 +7,9 @@ import numpy as np
 
 from kerastoolkit import _keras_compat
 from kerastoolkit.callbacks import _common
+from kerastoolkit.diagnostics.plots import new_figure
 from kerastoolkit.diagnostics.plots import save_figure
+from kerastoolkit.diagnostics.recorder import StepRecorder
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
@@ -21,8 +23,11 @@ class LRFinder(keras.callbacks.Callback):
     lr(i) = min_lr · (max_lr / min_lr) ** (i / (N − 1)),     i = 0 … N−1
     ```
 
-    and the loss of each batch is recorded (the batch's own loss, recovered
-    from Keras's running mean `m_i` as `(i+1)·m_i − i·m_(i−1)`). The loss is
+    and the loss of each batch is recorded (the batch's own loss, recorded
+    in the train step on TensorFlow with one replica, exact for a partial
+    batch and with `steps_per_execution > 1`, where one point is the mean
+    loss of the steps run at one rate; elsewhere recovered from Keras's
+    running mean `m_i` as `(i+1)·m_i − i·m_(i−1)`). The loss is
     smoothed with an exponential moving average with bias correction,
     `s_i = (β·a_(i−1) + (1−β)·ℓ_i) / (1 − β^(i+1))`; the sweep stops early
     once `s_i > divergence_threshold · min_j s_j` (the loss exploded; for
@@ -143,9 +148,22 @@ class LRFinder(keras.callbacks.Callback):
         if jax and not self._was_variable:
             _common.retrace(self.model)
 
+    def set_model(self, model):
+        super().set_model(model)
+        # Each batch's own loss, exactly (partial batches, steps_per_execution).
+        self._recorder = StepRecorder()
+        if not self._recorder.install(model):
+            self._recorder = None
+
     def on_train_batch_end(self, batch, logs=None):
         mean = float(np.asarray(logs["loss"]))
-        loss = (batch + 1) * mean - batch * self._prev_mean  # this batch's own loss
+        recorder = getattr(self, "_recorder", None)
+        drained = recorder.drain() if recorder is not None else None
+        if drained is not None and len(drained["loss"]):
+            # the steps run since the last call, all at this rate
+            loss = float(np.sum(drained["loss"] * drained["size"]) / np.sum(drained["size"]))
+        else:  # other backends: from the running mean, assuming equal batches
+            loss = (batch + 1) * mean - batch * self._prev_mean
         self._prev_mean = mean
         beta = self.smoothing
         self._avg = beta * self._avg + (1 - beta) * loss
@@ -168,6 +186,9 @@ class LRFinder(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         model = self.model
+        if getattr(self, "_recorder", None) is not None:
+            self._recorder.uninstall()
+            self._recorder = None
         optimizer = _common.check_optimizer(self, model)
         if keras.backend.backend() == "jax":
             model.jax_state_sync()
@@ -233,12 +254,8 @@ class LRFinder(keras.callbacks.Callback):
         Returns:
             `path`.
         """
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = new_figure(figsize=(6, 4))
+        ax = fig.add_subplot()
         ax.plot(self.learning_rates, self.losses, alpha=0.3, label="batch loss")
         ax.plot(self.learning_rates, self.smoothed_losses, label="smoothed")
         for name, value, style in (("valley", self.valley, "--"), ("steepest", self.steepest, ":")):

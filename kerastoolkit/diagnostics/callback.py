@@ -14,6 +14,7 @@ from kerastoolkit.diagnostics.curves import detect_diverging
 from kerastoolkit.diagnostics.curves import DEFAULT_THRESHOLDS
 from kerastoolkit.diagnostics.curves import diagnose
 from kerastoolkit.diagnostics.locate import locate_non_finite
+from kerastoolkit.diagnostics.recorder import StepRecorder
 from kerastoolkit.diagnostics.report import _json_safe
 
 _ONLINE_CODES = ("nan", "diverging")
@@ -148,7 +149,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
         # steps.
         self.async_safe = True
         self.report = None
-        self._capture = None
+        self._steps_recorder = None
 
     def get_config(self):
         data = self.statistics_data
@@ -182,90 +183,19 @@ class CurveDiagnostics(keras.callbacks.Callback):
     def set_model(self, model):
         super().set_model(model)
         # `fit` builds its train function right after `set_model` and before
-        # `on_train_begin`: this is where the NaN-batch capture can go in.
-        if self.capture_nan_batch and self._can_capture(model):
-            self._install_capture(model)
-
-    @staticmethod
-    def _can_capture(model):
-        if keras.backend.backend() != "tensorflow":
-            return False
-        if getattr(model, "_kt_capture_installed", False):
-            return False
-        try:
-            if model.jit_compile:
-                return False
-            if model.distribute_strategy.num_replicas_in_sync != 1:
-                return False
-        except (AttributeError, ValueError):
-            return False
-        return True
-
-    def _install_capture(self, model):
-        import tensorflow as tf
-
-        original = model.train_step
-        holder = {"vars": None, "flag": None, "structure": None}
-
-        def train_step(data):
-            logs = original(data)
-            if not isinstance(logs, dict) or "loss" not in logs:
-                return logs
-            leaves = tf.nest.flatten(data)
-            if holder["vars"] is None:
-                with tf.init_scope():
-                    holder["vars"] = [
-                        None if t is None else tf.Variable(
-                            tf.zeros([0] * t.shape.rank, t.dtype),
-                            shape=tf.TensorShape(None), trainable=False,
-                        )
-                        for t in leaves
-                    ]
-                    holder["flag"] = tf.Variable(False, trainable=False)
-                    holder["structure"] = tf.nest.map_structure(lambda _: 0, data)
-            # Few ops on the normal path: one `is_finite` and one `cond`; the
-            # first-capture flag is only read on a non-finite loss.
-            finite = tf.math.is_finite(logs["loss"])
-            if finite.shape.rank:
-                finite = tf.reduce_all(finite)
-
-            def capture():
-                def store():
-                    for v, t in zip(holder["vars"], leaves):
-                        if v is not None:
-                            v.assign(t)
-                    holder["flag"].assign(True)
-                    return tf.constant(True)
-
-                return tf.cond(holder["flag"], lambda: tf.constant(False), store)
-
-            tf.cond(finite, lambda: tf.constant(False), capture)
-            return logs
-
-        model.train_step = train_step
-        model.train_function = None  # rebuild with the wrapped step
-        model._kt_capture_installed = True
-        self._capture = (model, holder)
-
-    def _uninstall_capture(self):
-        if self._capture is None:
-            return None
-        model, holder = self._capture
-        self._capture = None
-        batch = None
-        if holder["flag"] is not None and bool(holder["flag"].numpy()):
-            leaves = [None if v is None else v.numpy() for v in holder["vars"]]
-            batch = keras.tree.pack_sequence_as(holder["structure"], leaves)
-        if "train_step" in vars(model):
-            del model.train_step
-        model.train_function = None
-        model._kt_capture_installed = False
-        return batch
+        # `on_train_begin`: this is where the step recorder can go in.
+        if getattr(self, "_steps_recorder", None) is not None:
+            self._steps_recorder.uninstall()
+        recorder = StepRecorder(capture_nan=self.capture_nan_batch)
+        self._steps_recorder = recorder if recorder.install(model) else None
 
     # ------------------------------------------------------------ recording
 
     def on_train_begin(self, logs=None):
         self._records = []  # (epoch, batch, running mean)
+        self._exact = []  # (epoch, drained records) from the step recorder
+        self._lost_steps = 0
+        self._calls_since_drain = 0
         self._epoch_logs = {}
         self._epochs_seen = []
         self._epoch = 0
@@ -293,7 +223,24 @@ class CurveDiagnostics(keras.callbacks.Callback):
                     np.asarray(w).dtype, np.floating)):
                 self._finite_weights = weights
 
+    def _drain(self):
+        recorder = self._steps_recorder
+        if recorder is None or not recorder.installed:
+            return
+        drained = recorder.drain()
+        self._lost_steps += drained.pop("lost")
+        if len(drained["loss"]):
+            self._exact.append((self._epoch, drained))
+        self._calls_since_drain = 0
+
     def on_train_batch_begin(self, batch, logs=None):
+        # Between steps, in `fit`'s own thread: the ring buffer may be read.
+        self._calls_since_drain += 1
+        recorder = self._steps_recorder
+        if recorder is not None and self._calls_since_drain * int(
+            getattr(self.model, "steps_per_execution", 1) or 1
+        ) >= recorder.capacity // 2:
+            self._drain()
         step = self._begin_step  # steps done so far
         self._begin_step += 1
         if self._recorder is None or self._nan_seen is not None:
@@ -319,6 +266,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
                 self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        self._drain()
         self._epochs_seen.append(epoch)
         for key, value in (logs or {}).items():
             try:
@@ -341,7 +289,26 @@ class CurveDiagnostics(keras.callbacks.Callback):
     # ------------------------------------------------------------ the end
 
     def step_losses(self):
-        """Returns `(losses, epochs, batches)` of every recorded step."""
+        """Returns `(losses, epochs, batches)` of every recorded step.
+
+        Each batch's own loss: exact (recorded in the train step, every step
+        also with `steps_per_execution > 1`, true batch sizes) on TensorFlow
+        with one replica; elsewhere recovered from Keras's running mean as
+        `k·m_k − (k−1)·m_(k−1)`, which assumes equal batches.
+        """
+        exact = getattr(self, "_exact", None)
+        if exact:
+            losses, epochs, batches = [], [], []
+            position = {}
+            for e, drained in exact:
+                n = len(drained["loss"])
+                start = position.get(e, 0)
+                losses += drained["loss"].tolist()
+                epochs += [e] * n
+                batches += list(range(start, start + n))
+                position[e] = start + n
+            return (np.asarray(losses), np.asarray(epochs, "int64"),
+                    np.asarray(batches, "int64"))
         records = sorted(getattr(self, "_records", []), key=lambda r: (r[0], r[1]))
         losses, epochs, batches = [], [], []
         by_epoch = {}
@@ -355,8 +322,22 @@ class CurveDiagnostics(keras.callbacks.Callback):
             batches += [b for b, _ in items]
         return np.asarray(losses), np.asarray(epochs, "int64"), np.asarray(batches, "int64")
 
+    def step_labels(self):
+        """Per-step `(size, label_sum, label_sq_sum)` arrays, or `None`."""
+        exact = getattr(self, "_exact", None)
+        if not exact:
+            return None
+        return {
+            key: np.concatenate([d[key] for _, d in exact])
+            for key in ("size", "label_sum", "label_sq_sum")
+        }
+
     def on_train_end(self, logs=None):
-        batch = self._uninstall_capture()
+        self._drain()
+        batch = None
+        if self._steps_recorder is not None:
+            batch = self._steps_recorder.uninstall()
+            self._steps_recorder = None
         losses, epochs, batches = self.step_losses()
         nan_origin = None
         if self._nan_seen is not None:
@@ -392,7 +373,20 @@ class CurveDiagnostics(keras.callbacks.Callback):
             statistics=self._statistics,
             nan_origin=nan_origin,
             thresholds=self.thresholds,
+            step_labels=self.step_labels(),
         )
+        if not self._exact and len(losses):
+            self.report.notes.append(
+                "per-step losses recovered from Keras's running mean (exact "
+                "recording needs TensorFlow and one replica): a partial last "
+                "batch or `steps_per_execution > 1` distorts them."
+            )
+        if self._lost_steps:
+            self.report.notes.append(
+                f"{self._lost_steps} steps were not recorded (ring buffer overrun)."
+            )
+        if "chance_plateau" in self.report.codes:
+            _add_non_finite_weights(self.report, self.model)
         if self.log_dir:
             self.write(self.log_dir, losses, epochs, batches)
         if self.verbose:
@@ -403,11 +397,18 @@ class CurveDiagnostics(keras.callbacks.Callback):
         os.makedirs(log_dir, exist_ok=True)
         if losses is None:
             losses, epochs, batches = self.step_losses()
+        labels = self.step_labels()
+        if labels is not None and len(labels["size"]) != len(losses):
+            labels = None
         with open(os.path.join(log_dir, "steps.csv"), "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["step", "epoch", "batch", "loss"])
+            extra = [] if labels is None else ["size", "label_sum", "label_sq_sum"]
+            writer.writerow(["step", "epoch", "batch", "loss"] + extra)
             for i, (e, b, v) in enumerate(zip(epochs, batches, losses)):
-                writer.writerow([i, int(e), int(b), repr(float(v))])
+                row = [i, int(e), int(b), repr(float(v))]
+                if labels is not None:
+                    row += [repr(float(labels[k][i])) for k in extra]
+                writer.writerow(row)
         if self._epoch_logs:
             keys = list(self._epoch_logs)
             with open(os.path.join(log_dir, "epochs.csv"), "w", newline="") as handle:
@@ -421,6 +422,27 @@ class CurveDiagnostics(keras.callbacks.Callback):
             with open(os.path.join(log_dir, "statistics.json"), "w") as handle:
                 json.dump(_json_safe(self._statistics), handle)
         self.report.plot(os.path.join(log_dir, "curves.png"))
+
+
+def _add_non_finite_weights(report, model):
+    """Names the layers whose weights are not finite (NaN behind ReLU)."""
+    bad = []
+    for layer in model.layers:
+        for v in layer.weights:
+            value = np.asarray(keras.ops.convert_to_numpy(v))
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                bad.append(f"{layer.name}/{v.name}")
+    for f in report.findings:
+        if f.code == "chance_plateau":
+            f.evidence["non_finite_weights"] = bad
+            if bad:
+                f.message += (
+                    f" The model's weights are not finite in {', '.join(bad[:5])}"
+                    f"{' ...' if len(bad) > 5 else ''}: NaN weights behind ReLU "
+                    "(ReLU maps NaN to 0, so the loss stays finite)."
+                )
+            else:
+                f.message += " Every weight is finite."
 
 
 __all__ = ["CurveDiagnostics", "batch_losses"]

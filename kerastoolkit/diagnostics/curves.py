@@ -40,6 +40,9 @@ DEFAULT_THRESHOLDS = {
     "diverging_steady": 0.05,
     "unshuffled_correlation": 0.5,
     "unshuffled_amplitude": 0.05,
+    "sorted_label_ratio": 4.0,
+    "chance_plateau_flat": 0.002,
+    "chance_plateau_length": 0.2,
     "slow_start_plateau": 0.1,
     "slow_start_speedup": 3.0,
     "not_converged_gain": 0.1,
@@ -61,6 +64,19 @@ ADVICE = {
     "unshuffled": "The per-step loss repeats every epoch: the data are not "
     "shuffled (e.g. sorted by label). Shuffle every epoch (`shuffle=True`, "
     "`dataset.shuffle(...)`).",
+    "repeated_order": "The batches are mixed but every epoch feeds them in the "
+    "same order (after `keras.utils.set_random_seed`, `fit(numpy, "
+    "shuffle=True)` on TensorFlow repeats one permutation). Feed a "
+    "`tf.data.Dataset` with `.shuffle(n, reshuffle_each_iteration=True)`, or "
+    "do not set a global seed.",
+    "chance_plateau": "A jump to a flat loss at the chance level means the "
+    "model now outputs the same guess for every input. Likely causes: NaN "
+    "weights hidden behind ReLU (a NaN/inf in the inputs; ReLU maps NaN to 0), "
+    "all units dead after a learning-rate spike, or an exploding update. "
+    "Check: `np.isnan(w).any()` for each of `model.get_weights()`, the inputs "
+    "with `np.isfinite(x).all()`, dead units with "
+    "`CurveDiagnostics(statistics_every=..., statistics_data=...)`; lower the "
+    "learning rate or clip gradients (`clipnorm`).",
     "slow_start": "A long plateau before learning starts: a bad "
     "initialization. Use Kaiming/Xavier init, or LSUV, or normalization.",
     "not_converged": "Still improving at the end: keep training (more epochs), "
@@ -313,8 +329,10 @@ def detect_overfitting(loss, val, t):
     return None
 
 
-def detect_unshuffled(steps, steps_per_epoch, t):
-    """`unshuffled`: a per-step loss pattern that repeats every epoch."""
+def detect_unshuffled(steps, steps_per_epoch, t, step_labels=None):
+    """`unshuffled` / `repeated_order`: a per-step loss pattern that repeats
+    every epoch, told apart by the labels (sorted data make batches of one
+    class) or, without labels, by the size of the swing."""
     if steps is None or not steps_per_epoch or steps_per_epoch < 4:
         return None
     n_epochs = len(steps) // steps_per_epoch
@@ -347,24 +365,119 @@ def detect_unshuffled(steps, steps_per_epoch, t):
     amplitude = float(np.std(profile)) / level
     # 3/sqrt(n): chance correlation of two noise sequences of n steps
     r_min = max(t["unshuffled_correlation"], 3.0 / np.sqrt(steps_per_epoch))
-    if r > r_min and amplitude > t["unshuffled_amplitude"]:
+    if not (r > r_min and amplitude > t["unshuffled_amplitude"]):
+        return None
+    evidence = {"steps_per_epoch": steps_per_epoch, "epoch_correlation": r,
+                "relative_amplitude": amplitude,
+                "peak_step_in_epoch": int(np.argmax(profile))}
+    labels = label_order(step_labels, steps_per_epoch, n_epochs)
+    head = (f"The per-step loss repeats with a period of one epoch "
+            f"({steps_per_epoch} steps): correlation {r:.2f} between epochs, "
+            f"amplitude {100 * amplitude:.0f}% of the loss")
+    if labels is None:
+        # The size of the swing does not tell them apart (sorted digits: 8%,
+        # one permutation repeated while overfitting: 35%): say both.
+        evidence["pattern"] = "unknown"
+        finding = _finding(
+            "unshuffled",
+            f"{head}: the data come in the same order every epoch, either "
+            "sorted/grouped or shuffled once and then repeated (no labels "
+            "were recorded to tell which).", evidence)
+        finding.advice = (ADVICE["unshuffled"] + " If you already pass "
+                          "`shuffle=True`: " + ADVICE["repeated_order"])
+        return finding
+    evidence.update(labels)
+    ratio = labels["label_spread_ratio"]
+    if ratio > t["sorted_label_ratio"]:
+        evidence["pattern"] = "sorted"
         return _finding(
             "unshuffled",
-            f"The per-step loss repeats with a period of one epoch "
-            f"({steps_per_epoch} steps): correlation {r:.2f} between epochs, "
-            f"amplitude {100 * amplitude:.0f}% of the loss.",
-            {"steps_per_epoch": steps_per_epoch, "epoch_correlation": r,
-             "relative_amplitude": amplitude,
-             "peak_step_in_epoch": int(np.argmax(profile))},
-        )
-    return None
+            f"{head}; the data are in order: the batches' mean labels spread "
+            f"{ratio:.3g}x as much as those of random batches.", evidence)
+    evidence["pattern"] = "same_order_every_epoch"
+    return _finding(
+        "repeated_order",
+        f"{head}; the batches are mixed (their mean labels spread {ratio:.2g}x "
+        "as much as those of random batches) but come in the same order every "
+        "epoch.", evidence,
+    )
+
+
+def label_order(step_labels, steps_per_epoch, n_epochs):
+    """How far the data order is from random, from each batch's labels.
+
+    With `N` examples of label variance `σ²`, the mean label of a random
+    batch of `n` varies with variance `σ²/n` (less, without replacement);
+    sorted data make the batch means spread far more. Returns
+    `label_spread_ratio = var(batch means) / mean(σ²/n_k)` over full epochs
+    and `label_sequence_correlation`, the median correlation of the batch-mean
+    sequence between consecutive epochs (1 when the order repeats), or
+    `None` when no labels were recorded.
+    """
+    if step_labels is None:
+        return None
+    size = np.asarray(step_labels.get("size", []), "float64")
+    total = np.asarray(step_labels.get("label_sum", []), "float64")
+    sq = np.asarray(step_labels.get("label_sq_sum", []), "float64")
+    n = n_epochs * steps_per_epoch
+    if len(size) < n or not (np.all(np.isfinite(total[:n])) and np.all(size[:n] > 0)):
+        return None
+    size, total, sq = size[:n], total[:n], sq[:n]
+    count = size.sum()
+    var = sq.sum() / count - (total.sum() / count) ** 2
+    if var <= 0:
+        return None
+    means = (total / size).reshape(n_epochs, steps_per_epoch)
+    spread = float(np.mean(np.var(means, axis=1)) / np.mean(var / size))
+    corrs = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(means[:-1], means[1:])
+             if np.std(a) > 0 and np.std(b) > 0]
+    return {"label_spread_ratio": spread,
+            "label_sequence_correlation": float(np.median(corrs)) if corrs else None}
+
+
+def detect_chance_plateau(c, x, unit, t):
+    """`chance_plateau`: the loss jumps up to a level and stays there, flat.
+
+    The final stretch (at least `chance_plateau_length` of the curve) stays
+    within `chance_plateau_flat` (relative) of its median `L`, and before it
+    the loss had been clearly lower (`min < L − 0.1·|L|`). `L` is compared
+    with the chance levels `ln C` (a softmax over `C` uniform classes).
+    """
+    n = len(c)
+    if n < 6 or not np.all(np.isfinite(c)):
+        return None
+    level = float(np.median(c[-max(2, n // 10):]))
+    scale = max(abs(level), 1e-12)
+    flat = np.abs(c - level) <= t["chance_plateau_flat"] * scale
+    j = n
+    while j > 0 and flat[j - 1]:
+        j -= 1
+    if n - j < max(3, int(np.ceil(t["chance_plateau_length"] * n))) or j == 0:
+        return None
+    before = float(np.min(c[:j]))
+    if before > level - 0.1 * scale:
+        return None
+    classes = int(round(np.exp(level)))
+    evidence = {"unit": unit, "level": level, "from": int(x[j]), "minimum_before": before,
+                "flat_fraction": (n - j) / n}
+    chance = ""
+    if classes >= 2 and abs(level - np.log(classes)) < 0.01 * np.log(classes):
+        evidence["chance_classes"] = classes
+        chance = f", ln {classes} = {np.log(classes):.4g}: the loss of a uniform guess over {classes} classes"
+    return _finding(
+        "chance_plateau",
+        f"The loss had reached {before:.4g}, then jumped at {unit} {int(x[j])} to "
+        f"{level:.4g}{chance}, and stayed there, flat, for the rest of the run "
+        f"({100 * (n - j) / n:.0f}% of it).",
+        evidence,
+    )
 
 
 # ---------------------------------------------------------------- diagnose
 
 
 def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
-             nan_origin=None, thresholds=None):
+             nan_origin=None, thresholds=None, step_labels=None):
     """Diagnoses a training run from its learning curves.
 
     Reads the per-epoch logs and/or the per-step losses and returns a
@@ -376,8 +489,11 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
     `exploding_activations`, `vanishing_gradients`, `exploding_gradients`,
     `update_ratio`. Works on logs from any framework written in these
     formats. A `nan` hides the curve codes (the curve after it is
-    meaningless); so does `unshuffled` (the cycle drowns the trend) and
-    `not_training`/`diverging` hide the milder codes.
+    meaningless); `chance_plateau`, `diverging` and `not_training` hide
+    the milder trend codes (overfitting, convergence, slow start) but not an
+    order problem (`unshuffled`, `repeated_order`), which is reported with
+    every other finding; with one, the trend detectors read one point per
+    epoch.
 
     Args:
         epochs: a `keras.callbacks.History`, a dict of per-epoch lists
@@ -396,6 +512,10 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
             Defaults to `None`.
         thresholds: dict overriding entries of `DEFAULT_THRESHOLDS`.
             Defaults to `None`.
+        step_labels: per-step label sums, as `CurveDiagnostics` records
+            them: a dict of arrays `size`, `label_sum`, `label_sq_sum`
+            aligned with `steps`. Tells sorted data from a repeated order.
+            Defaults to `None` (told apart by the loss swing alone).
 
     Returns:
         A `Report`.
@@ -434,6 +554,8 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
     src_s = f" ({steps})" if isinstance(steps, (str, os.PathLike)) else ""
     epoch_logs = None if epochs is None else logs_lib.load_epochs(epochs)
     step_losses, step_epoch = (None, None) if steps is None else logs_lib.load_steps(steps)
+    if step_labels is None and src_s:
+        step_labels = logs_lib.load_step_labels(steps)
     if steps_per_epoch is None and step_epoch is not None:
         steps_per_epoch = logs_lib.steps_per_epoch_from(step_epoch)
     if epoch_logs is not None and step_losses is not None:
@@ -466,7 +588,8 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
                 nan.message += " " + nan_origin["description"]
         findings.append(nan)
     else:
-        findings += _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes)
+        findings += _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes,
+                                    step_labels)
     if statistics:
         findings += stats_lib.detect(statistics, t)
     return Report(
@@ -486,14 +609,29 @@ def _train_curve(epoch_logs, step_losses, t):
     return loss, np.arange(len(loss)), "epoch"
 
 
-def _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes):
+def _epoch_curve(epoch_logs, step_losses, steps_per_epoch):
+    """The per-epoch training loss: logged, or the mean of each epoch's steps."""
+    if epoch_logs is not None:
+        loss = epoch_logs["loss"]
+        return loss, np.arange(len(loss)), "epoch"
+    n = len(step_losses) // steps_per_epoch
+    means = step_losses[: n * steps_per_epoch].reshape(n, steps_per_epoch).mean(axis=1)
+    return means, np.arange(n), "epoch"
+
+
+def _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes,
+                    step_labels=None):
     findings = []
-    unshuffled = detect_unshuffled(step_losses, steps_per_epoch, t)
-    if unshuffled is not None:
-        return [unshuffled]
+    order = detect_unshuffled(step_losses, steps_per_epoch, t, step_labels)
     if step_losses is not None and not steps_per_epoch:
         notes.append("steps per epoch unknown: `unshuffled` not checked.")
-    c, x, unit = _train_curve(epoch_logs, step_losses, t)
+    if order is not None:
+        # The within-epoch cycle would read as trends in the binned steps:
+        # the trend detectors read one point per epoch instead.
+        findings.append(order)
+        c, x, unit = _epoch_curve(epoch_logs, step_losses, steps_per_epoch)
+    else:
+        c, x, unit = _train_curve(epoch_logs, step_losses, t)
     if len(c) < 3:
         notes.append(
             f"only {len(c)} point(s) of training loss: too short to diagnose "
@@ -503,11 +641,15 @@ def _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes):
     start = None
     if unit == "step":
         start = float(step_losses[0])  # computed before the first update
-    found = detect_diverging(c, x, unit, t, start=start)
+    found = detect_chance_plateau(c, x, unit, t)
+    if found is None:
+        found = detect_diverging(c, x, unit, t, start=start)
     if found is None:
         found = detect_not_training(c, x, unit, t)
     if found is not None:
-        return [found]
+        # The loss does not fall (or collapsed): overfitting and convergence
+        # have no meaning; an independent order problem stays reported.
+        return findings + [found]
     slow = detect_slow_start(c, x, unit, t)
     if slow is not None:
         findings.append(slow)
@@ -535,4 +677,3 @@ def _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes):
         if found is not None:
             findings.append(found)
     return findings
-

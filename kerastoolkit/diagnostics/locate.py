@@ -48,7 +48,8 @@ def locate_non_finite(model, data, weights=None):
         saved = model.get_weights()
         model.set_weights(weights)
     try:
-        return _locate(model, x, y, sample_weight)
+        with stats_lib.variables_kept(model):  # BatchNorm statistics, seeds
+            return _locate(model, x, y, sample_weight)
     finally:
         if saved is not None:
             model.set_weights(saved)

@@ -183,6 +183,17 @@ def load_steps(steps):
     return losses, None
 
 
+def load_step_labels(path):
+    """The per-step label columns of a steps CSV (`size`, `label_sum`,
+    `label_sq_sum`, in step order), or `None` when the file has none."""
+    cols = read_csv_columns(path)
+    keys = ("size", "label_sum", "label_sq_sum")
+    if "step" not in cols or not all(k in cols for k in keys):
+        return None
+    order = np.argsort(cols["step"], kind="stable")
+    return {k: cols[k][order] for k in keys}
+
+
 def steps_per_epoch_from(epoch_index):
     """The number of steps in every full epoch, from each step's epoch.
 

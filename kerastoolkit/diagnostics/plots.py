@@ -37,21 +37,18 @@ def plot_history(history, path, title=None):
         raise ValueError(
             f"`history` has no 'loss' entry. Received keys: {sorted(logs)}"
         )
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     names = ["loss"] + sorted(
         k for k in logs if not k.startswith("val_") and k not in ("loss", "learning_rate")
     )
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    fig = new_figure(figsize=(5 * len(names), 3.6))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
-        epochs = range(1, len(logs[name]) + 1)
+        epochs = range(len(logs[name]))  # 0-based, as in CSVLogger and the reports
         ax.plot(epochs, logs[name], marker="o", ms=3, label=f"train {name}")
         if f"val_{name}" in logs:
             ax.plot(epochs, logs[f"val_{name}"], marker="o", ms=3, label=f"validation {name}")
         ax.set_xlabel("epoch")
+        _integer_ticks(ax)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -82,17 +79,13 @@ def plot_report(report, path, title=None):
     Returns:
         `path`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import numpy as np
 
     has_steps = report.steps is not None and len(report.steps) > 0
     has_epochs = bool(report.epochs) and "loss" in report.epochs
     panels = int(has_steps) + int(has_epochs) or 1
     n_lines = max(1, len(report.findings)) + len(report.notes)
-    fig = plt.figure(figsize=(6 * panels, 4.2 + 0.42 * n_lines))
+    fig = new_figure(figsize=(6 * panels, 4.2 + 0.42 * n_lines))
     grid = fig.add_gridspec(2, panels, height_ratios=[4.2, 0.42 * n_lines])
     axes = [fig.add_subplot(grid[0, i]) for i in range(panels)]
     step_ax = axes[0] if has_steps else None
@@ -122,11 +115,12 @@ def plot_report(report, path, title=None):
     if epoch_ax is not None:
         ep = report.epochs
         n = len(ep["loss"])
-        xe = np.arange(1, n + 1)
+        xe = np.arange(n)  # 0-based, as in epochs.csv and the findings
         epoch_ax.plot(xe, ep["loss"], marker="o", ms=3, label="train loss")
         if "val_loss" in ep:
             epoch_ax.plot(xe, ep["val_loss"], marker="o", ms=3, label="validation loss")
         epoch_ax.set_xlabel("epoch")
+        _integer_ticks(epoch_ax)
         epoch_ax.set_ylabel("loss")
         epoch_ax.set_title("per-epoch loss")
         epoch_ax.grid(alpha=0.3)
@@ -138,7 +132,7 @@ def plot_report(report, path, title=None):
         ax = step_ax if (unit == "step" or ("step" in ev and f.code == "nan")) else epoch_ax
         if ax is None:
             ax = step_ax or epoch_ax
-        offset = 1 if ax is epoch_ax else 0
+        offset = 0  # epochs are 0-based in the plot as in the evidence
         if f.code == "nan":
             pos = ev.get("step") if ax is step_ax else ev.get("epoch")
             if pos is not None:
@@ -159,16 +153,20 @@ def plot_report(report, path, title=None):
                         xycoords=("data", "axes fraction"),
                         color=color, fontsize=8)
         elif f.code == "overfitting_definite" and epoch_ax is not None:
-            epoch_ax.axvline(ev["best_epoch"] + 1, color=color, ls="--")
-            epoch_ax.annotate("best validation", (ev["best_epoch"] + 1, 0.9),
+            epoch_ax.axvline(ev["best_epoch"], color=color, ls="--")
+            epoch_ax.annotate("best validation", (ev["best_epoch"], 0.9),
                               xycoords=("data", "axes fraction"), color=color, fontsize=8)
         elif f.code == "overfitting_possible" and epoch_ax is not None:
             n = len(report.epochs["loss"])
-            epoch_ax.axvspan(n - ev["last_epochs"] + 1, n, color=color, alpha=0.12)
+            epoch_ax.axvspan(n - ev["last_epochs"], n - 1, color=color, alpha=0.12)
         elif f.code == "not_converged" and epoch_ax is not None:
             n = len(report.epochs["loss"])
-            epoch_ax.axvspan(n - ev["last_epochs"] + 1, n, color=color, alpha=0.12)
-        elif f.code == "unshuffled" and step_ax is not None:
+            epoch_ax.axvspan(n - ev["last_epochs"], n - 1, color=color, alpha=0.12)
+        elif f.code == "chance_plateau" and "from" in ev:
+            ax.axvline(ev["from"], color=color, ls="--")
+            ax.annotate("jump to a flat loss", (ev["from"], 0.9),
+                        xycoords=("data", "axes fraction"), color=color, fontsize=8)
+        elif f.code in ("unshuffled", "repeated_order") and step_ax is not None:
             step_ax.annotate("period = 1 epoch", (0.02, 0.92), xycoords="axes fraction",
                              color=color, fontsize=8)
     for ax in axes:
@@ -191,21 +189,45 @@ def plot_report(report, path, title=None):
     return save_figure(fig, path, title)
 
 
+def new_figure(figsize):
+    """A `matplotlib.figure.Figure` on its own Agg canvas.
+
+    Drawing never goes through `pyplot`: the user's backend (a notebook's
+    inline plots, an interactive window) is left as it was, and no figure is
+    registered with `pyplot`'s figure manager.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _integer_ticks(ax):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def save_figure(fig, path, title=None):
     """Titles, lays out and writes a matplotlib figure as PNG, then closes it.
 
     The toolkit's plots (curves, LR range test, optimizer bake-off) all end
-    here, so each creates missing parent folders the same way.
+    here, so each creates missing parent folders the same way. A figure
+    from `new_figure` never touches `pyplot`; one made with `pyplot` is
+    closed there.
 
     Returns:
         `path`.
     """
-    import matplotlib.pyplot as plt
-
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path

@@ -12,6 +12,8 @@ CODES = {
     "diverging": "error",
     "not_training": "error",
     "unshuffled": "warning",
+    "repeated_order": "warning",
+    "chance_plateau": "error",
     "slow_start": "warning",
     "overfitting_definite": "warning",
     "overfitting_possible": "info",

@@ -225,13 +225,39 @@ class StatisticsRecorder:
 
     def record(self, step):
         self._sync()
-        stds, dead = self.activations()
+        with variables_kept(self.model):
+            stds, dead = self.activations()
+            rms = self.gradients()
         return {
             "step": int(step),
             "activation_std": stds,
             "dead_fraction": dead,
-            "gradient_rms": self.gradients(),
+            "gradient_rms": rms,
         }
+
+
+class variables_kept:
+    """Puts back every non-trainable variable of `model` on exit.
+
+    A probe that runs the model with `training=True` moves BatchNorm's
+    moving statistics and advances the seed generators of dropout and noise
+    layers; the probes leave the model exactly as they found it.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self._saved = [
+            (v, np.array(keras.ops.convert_to_numpy(v), copy=True))
+            for v in self.model.variables if not v.trainable
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for v, value in self._saved:
+            v.assign(value)
+        return False
 
 
 def gradients(model, x, y, sample_weight=None):
@@ -250,10 +276,11 @@ def gradients(model, x, y, sample_weight=None):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=True)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
-        grads = tape.gradient(loss, model.trainable_variables)
+        with variables_kept(model):
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=True)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+            grads = tape.gradient(loss, model.trainable_variables)
         return [None if g is None else g.numpy() for g in grads]
     if backend == "jax":
         import jax

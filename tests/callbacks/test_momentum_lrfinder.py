@@ -133,7 +133,6 @@ def test_find_learning_rate_restores_bit_identically(schedule, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(before_w, after_w))
     assert all(np.array_equal(np.array(a), b) for a, b in zip(after_o, before_o))
     assert model.optimizer._learning_rate is lr_obj
-    assert 1e-5 <= finder.suggestion <= 10.0 and 1e-5 <= finder.steepest <= 10.0
     assert os.path.getsize(tmp_path / "lr.png") > 1000
     # Training continues normally afterwards.
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)

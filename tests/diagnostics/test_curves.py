@@ -113,25 +113,56 @@ def test_not_converged():
     loss = np.linspace(2.3, 1.2, 10)
     report = diagnose({"loss": loss, "val_loss": loss + 0.05})
     assert report.codes == ["not_converged"]
-    # independent slope over the last quarter (at least 3 epochs)
-    k = max(3, len(loss) // 4)
-    slope = np.polyfit(np.arange(k), (loss + 0.05)[-k:], 1)[0]
-    assert report.findings[0].evidence["slope_per_epoch"] == pytest.approx(slope)
+    # analytic: a straight line falls by (2.3 - 1.2) / 9 per epoch
+    assert report.findings[0].evidence["slope_per_epoch"] == pytest.approx(-1.1 / 9)
 
 
-def test_unshuffled_periodic_steps():
-    spe, epochs = 40, 6
-    profile = 1.5 * np.abs(np.sin(np.linspace(0, 3 * np.pi, spe)))  # sorted labels
-    steps = np.concatenate([decay(1, start=1.0)[0] * (0.9**e) + profile for e in range(epochs)])
-    steps = steps + 0.05 * RNG.standard_normal(steps.size)
-    report = diagnose(steps=steps, steps_per_epoch=spe)
+def _repeating(spe=40, epochs=8):
+    """A converging level times the same within-epoch profile every epoch."""
+    profile = 0.3 * np.sin(np.linspace(0, 3 * np.pi, spe))
+    level = 0.5 + 1.5 * np.exp(-2.0 * np.arange(epochs))
+    return np.concatenate([lv * np.exp(profile) for lv in level])
+
+
+def test_exactly_repeating_profile_is_an_order_problem():
+    spe = 40
+    report = diagnose(steps=_repeating(spe), steps_per_epoch=spe)
     assert report.codes == ["unshuffled"]
-    # independent: correlation of the detrended within-epoch profiles
-    m = np.log(steps.reshape(epochs, spe)[1:])
-    j = np.arange(spe)
-    r = np.array([row - np.polyval(np.polyfit(j, row, 2), j) for row in m])
-    expected = np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(r[:-1], r[1:])])
-    assert report.findings[0].evidence["epoch_correlation"] == pytest.approx(expected)
+    ev = report.findings[0].evidence
+    # analytic: log(level_e) + profile; the same residual every epoch
+    assert ev["epoch_correlation"] == pytest.approx(1.0)
+    assert ev["pattern"] == "unknown"  # no labels: sorted or repeated, both said
+    assert "reshuffle_each_iteration" in report.findings[0].advice
+
+
+def test_labels_tell_sorted_from_repeated_order():
+    spe, epochs, n = 40, 8, 10
+    steps = _repeating(spe, epochs)
+    size = np.full(spe * epochs, n, "float64")
+    # sorted: every batch holds one class (0..9 in turn); its mean label is
+    # the class; the spread of batch means is var(y) against var(y)/n for
+    # random batches: a ratio of exactly n.
+    cls = np.tile(np.repeat(np.arange(10), spe // 10), epochs).astype("float64")
+    sorted_labels = {"size": size, "label_sum": n * cls, "label_sq_sum": n * cls**2}
+    report = diagnose(steps=steps, steps_per_epoch=spe, step_labels=sorted_labels)
+    assert report.codes == ["unshuffled"]
+    assert report.findings[0].evidence["label_spread_ratio"] == pytest.approx(n)
+    # mixed: every batch holds each class once: the batch means never move
+    mixed = {"size": size, "label_sum": np.full(spe * epochs, 45.0),
+             "label_sq_sum": np.full(spe * epochs, float(np.sum(np.arange(10) ** 2)))}
+    report = diagnose(steps=steps, steps_per_epoch=spe, step_labels=mixed)
+    assert report.codes == ["repeated_order"]
+    assert report.findings[0].evidence["label_spread_ratio"] == pytest.approx(0.0)
+
+
+def test_jump_to_a_flat_chance_level_is_named():
+    steps = np.r_[np.linspace(2.3, 0.6, 60), np.full(140, np.log(10))]
+    report = diagnose(steps=steps)
+    assert report.codes == ["chance_plateau"]
+    ev = report.findings[0].evidence
+    assert ev["chance_classes"] == 10 and ev["level"] == pytest.approx(np.log(10))
+    # started at chance and never moved: that is not_training, not a jump
+    assert diagnose(steps=np.full(200, np.log(10))).codes == ["not_training"]
 
 
 def test_shuffled_noise_is_not_unshuffled():
@@ -171,7 +202,8 @@ def test_finding_validation_and_codes():
         Finding("bogus", "error", "m", "a")
     with pytest.raises(ValueError, match="Received: severity='fatal'"):
         Finding("nan", "fatal", "m", "a")
-    for code in ("nan", "not_training", "diverging", "unshuffled", "not_converged",
+    for code in ("nan", "not_training", "diverging", "unshuffled", "repeated_order",
+                 "chance_plateau", "not_converged",
                  "slow_start", "overfitting_possible", "overfitting_definite", "dead_relu",
                  "vanishing_activations", "exploding_activations", "vanishing_gradients",
                  "exploding_gradients", "update_ratio"):
