@@ -1,0 +1,169 @@
+"""Ghost batch normalization (Hoffer et al., 2017)."""
+
+import math
+
+import keras
+from keras import ops
+
+from kerastoolkit import _checks
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class GhostBatchNormalization(keras.layers.BatchNormalization):
+    """Batch normalization with statistics over small virtual ("ghost") batches.
+
+    In training, the batch is cut into consecutive ghost batches of
+    `virtual_batch_size` examples and each ghost batch `g` is normalized with
+    its own statistics (over its examples and all non-channel axes):
+
+    ```python
+    μ_g = mean(x[g]),  σ²_g = mean((x[g] - μ_g)²)        # biased, per channel
+    y = gamma · (x - μ_g) / sqrt(σ²_g + epsilon) + beta
+    moving_mean     ← momentum · moving_mean     + (1 - momentum) · Σ_g n_g μ_g  / n
+    moving_variance ← momentum · moving_variance + (1 - momentum) · Σ_g n_g σ²_g / n
+    ```
+
+    (`n_g` examples in ghost batch `g`, `n` in the batch: the moving
+    averages follow the example-weighted mean of the ghost statistics, which
+    is the mean of the ghost means and of the ghost variances when the ghost
+    batches are equal, as in `tf.compat.v1` batch norm's
+    `virtual_batch_size`.) At inference (`training=False`, or the layer
+    frozen) it is exactly `keras.layers.BatchNormalization`: the moving
+    statistics, which are inherited variables with the same names, so a
+    trained model can swap the layer class without touching its weights.
+
+    **Batches that `virtual_batch_size` does not divide.** The last batch of
+    an epoch is usually smaller. A batch of `B` examples makes
+    `max(B // virtual_batch_size, 1)` ghost batches, and the remainder
+    (`B mod virtual_batch_size` examples) joins the last of them, so every
+    ghost batch has between `virtual_batch_size` and
+    `2·virtual_batch_size − 1` examples and no example is normalized with the
+    statistics of a tiny group; a batch smaller than `virtual_batch_size` is
+    one ghost batch (plain batch norm). Any batch size therefore trains, with
+    no error at run time; the tf-keras 2 behaviour (an error when the batch is
+    not a multiple) made the last batch of an epoch fail.
+
+    Args:
+        virtual_batch_size: Integer >= 1, the examples per ghost batch. The
+            paper uses 32-128 with large batches. Defaults to `32`.
+        axis: The channel axis. Defaults to `-1`.
+        momentum: Momentum of the moving averages. Defaults to `0.99`.
+        epsilon: Small float added to the variance. Defaults to `1e-3`.
+        **kwargs: The other `keras.layers.BatchNormalization` arguments
+            (`center`, `scale`, initializers, regularizers, constraints,
+            `name`, `dtype`), except `renorm` and `synchronized`.
+
+    Raises:
+        TypeError: if `virtual_batch_size` is not an integer.
+        ValueError: if `virtual_batch_size < 1`, if `renorm=True` or
+            `synchronized=True` (ghost batches are per replica by design), or
+            if a mask is passed.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    import kerastoolkit as kt
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(32),
+        kt.layers.GhostBatchNormalization(virtual_batch_size=16),
+        keras.layers.ReLU(),
+        keras.layers.Dense(10),
+    ])
+    ```
+
+    References:
+        - Hoffer, Hubara & Soudry, 2017, "Train longer, generalize better:
+          closing the generalization gap in large batch training of neural
+          networks", NeurIPS (arXiv:1705.08741).
+    """
+
+    def __init__(self, virtual_batch_size=32, axis=-1, momentum=0.99, epsilon=1e-3, **kwargs):
+        virtual_batch_size = _checks.check_int("virtual_batch_size", virtual_batch_size, 1)
+        for name in ("renorm", "synchronized"):
+            if kwargs.get(name):
+                raise ValueError(
+                    f"GhostBatchNormalization does not support `{name}=True` "
+                    "(ghost statistics are per replica and per ghost batch). "
+                    f"Received: {name}={kwargs[name]!r}"
+                )
+        super().__init__(axis=axis, momentum=momentum, epsilon=epsilon, **kwargs)
+        self.virtual_batch_size = virtual_batch_size
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None:
+            raise ValueError(
+                "GhostBatchNormalization does not support masks. "
+                f"Received: mask with shape {tuple(mask.shape)}"
+            )
+        if not (training and self.trainable):
+            return super().call(inputs, training=False)
+
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        ndim = len(x.shape)
+        channel_axis = self.axis % ndim
+        channels = x.shape[channel_axis]
+        other_axes = [i for i in range(1, ndim) if i != channel_axis]
+        per_example_shape = [-1] + [
+            channels if i == channel_axis else 1 for i in range(1, ndim)
+        ]
+        static_positions = [x.shape[i] for i in other_axes]
+        if all(d is not None for d in static_positions):
+            positions = float(math.prod(static_positions))
+        else:
+            positions = ops.cast(
+                ops.prod(ops.take(ops.shape(x), other_axes)), x.dtype
+            )
+
+        # Ghost membership of each example: (B, G) one-hot, remainder merged
+        # into the last ghost batch.
+        batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+        if isinstance(batch, int):
+            ghosts = max(batch // self.virtual_batch_size, 1)
+        else:
+            ghosts = ops.maximum(batch // self.virtual_batch_size, 1)
+        ghost_ids = ops.minimum(ops.arange(batch) // self.virtual_batch_size, ghosts - 1)
+        members = ops.one_hot(ghost_ids, ghosts, dtype=x.dtype)  # (B, G)
+        counts = ops.sum(members, axis=0) * positions  # (G,)
+
+        def per_ghost(per_example):  # (B, C) sums -> (G, C) means
+            return ops.matmul(ops.transpose(members), per_example) / counts[:, None]
+
+        def back_to_examples(per_ghost_values):  # (G, C) -> broadcastable to x
+            return ops.reshape(ops.matmul(members, per_ghost_values), per_example_shape)
+
+        sums = ops.sum(x, axis=other_axes) if other_axes else x
+        ghost_mean = per_ghost(sums)
+        centred = x - back_to_examples(ghost_mean)
+        squares = ops.sum(ops.square(centred), axis=other_axes) if other_axes else ops.square(centred)
+        ghost_var = per_ghost(squares)
+        inv = ops.rsqrt(back_to_examples(ghost_var) + self.epsilon)
+        outputs = centred * inv
+        shape = per_example_shape[:]
+        shape[0] = 1
+        if self.scale:
+            outputs = outputs * ops.reshape(ops.cast(self.gamma, x.dtype), shape)
+        if self.center:
+            outputs = outputs + ops.reshape(ops.cast(self.beta, x.dtype), shape)
+
+        weights = counts / ops.sum(counts)
+        batch_mean = ops.matmul(weights[None, :], ghost_mean)[0]
+        batch_var = ops.matmul(weights[None, :], ghost_var)[0]
+        self.moving_mean.assign(
+            ops.cast(self.moving_mean, x.dtype) * self.momentum
+            + batch_mean * (1.0 - self.momentum)
+        )
+        self.moving_variance.assign(
+            ops.cast(self.moving_variance, x.dtype) * self.momentum
+            + batch_var * (1.0 - self.momentum)
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        for name in ("renorm", "renorm_clipping", "renorm_momentum", "synchronized"):
+            config.pop(name, None)
+        config["virtual_batch_size"] = self.virtual_batch_size
+        return config
