@@ -26,6 +26,15 @@ class KernelWrapper(keras.layers.Wrapper):
             )
         super().__init__(layer, **kwargs)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # keras.layers.Wrapper.from_config pops "layer" from the caller's dict.
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(
+            config.pop("layer"), custom_objects=custom_objects
+        )
+        return cls(layer, **config)
+
     def _check_kernel(self):
         kernel = getattr(self.layer, "kernel", None)
         if not isinstance(kernel, keras.Variable):
