@@ -54,7 +54,7 @@ def _zero_in(model, zeroed):
         deepest = max(depth_of(p) for p in candidates)
         for bn in candidates:
             if depth_of(bn) == deepest and bn.name not in zeroed:
-                bn.gamma.assign(keras.ops.zeros_like(bn.gamma))
+                bn.gamma.assign(keras.ops.zeros(bn.gamma.shape, bn.gamma.dtype))
                 zeroed.append(bn.name)
 
 

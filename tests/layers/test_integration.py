@@ -11,6 +11,14 @@ from tests.harness import assert_config_roundtrip
 from tests.harness import assert_saved_model_roundtrip
 from tests.harness import fresh_process_predict
 
+# The JAX job re-runs this file; JAX compiles every model afresh (minutes on
+# the shared 2-core CI machine), so the two variants whose JAX path is the
+# same jitted `fit` as test_training_vs_inference run on TensorFlow only.
+tensorflow_only_for_time = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="same jitted fit as test_training_vs_inference on JAX; kept out of the JAX job's time budget",
+)
+
 RS = np.random.RandomState(3)
 X = RS.rand(48, 8, 8, 2).astype("float32")
 Y = RS.randint(0, 3, size=48)
@@ -104,6 +112,7 @@ def mixed_precision():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@tensorflow_only_for_time
 def test_mixed_float16(mixed_precision):
     model = build_model()
     history = train(model)
@@ -140,6 +149,7 @@ def test_weight_normalization_data_init_in_a_replica_step_raises(mirrored_strate
         model.fit(RS.rand(8, 4), RS.rand(8, 2), batch_size=4, verbose=0)
 
 
+@tensorflow_only_for_time
 def test_jit_compile():
     """XLA on TensorFlow (jax.jit is the JAX trainer's default)."""
     keras.utils.set_random_seed(0)
