@@ -105,6 +105,67 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         ndim = len(x.shape)
         channel_axis = self.axis % ndim
         channels = x.shape[channel_axis]
+        param_shape = [1] * ndim
+        param_shape[channel_axis] = channels
+        gamma = ops.reshape(ops.cast(self.gamma, x.dtype), param_shape) if self.scale else None
+        beta = ops.reshape(ops.cast(self.beta, x.dtype), param_shape) if self.center else None
+
+        vbs = self.virtual_batch_size
+        batch = x.shape[0]
+        if batch is not None:  # static (eager, JAX, fixed-shape XLA)
+            if batch % vbs == 0:
+                outputs, mean, var = self._equal_ghosts(x, gamma, beta)
+            else:
+                outputs, mean, var = self._merged_remainder(x, gamma, beta)
+        else:
+            outputs, mean, var = ops.cond(
+                ops.shape(x)[0] % vbs == 0,
+                lambda: self._equal_ghosts(x, gamma, beta),
+                lambda: self._merged_remainder(x, gamma, beta),
+            )
+        self.moving_mean.assign(
+            ops.cast(self.moving_mean, x.dtype) * self.momentum
+            + mean * (1.0 - self.momentum)
+        )
+        self.moving_variance.assign(
+            ops.cast(self.moving_variance, x.dtype) * self.momentum
+            + var * (1.0 - self.momentum)
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _scale_and_offset(self, mean, variance, gamma, beta):
+        scale = ops.rsqrt(variance + self.epsilon)
+        if gamma is not None:
+            scale = scale * gamma
+        offset = -mean * scale
+        if beta is not None:
+            offset = offset + beta
+        return scale, offset
+
+    def _equal_ghosts(self, x, gamma, beta):
+        """Batch a multiple of `virtual_batch_size`: one reshape, per-ghost moments."""
+        vbs = self.virtual_batch_size
+        ndim = len(x.shape)
+        channel_axis = self.axis % ndim
+        inner = [d if d is not None else ops.shape(x)[i + 1] for i, d in enumerate(x.shape[1:])]
+        ghosts = ops.reshape(x, [-1, vbs] + inner)  # (G, vbs, ...)
+        axes = [1] + [i + 1 for i in range(1, ndim) if i != channel_axis]
+        mean, variance = ops.moments(ghosts, axes=axes, keepdims=True)
+        if gamma is not None:
+            gamma = ops.expand_dims(gamma, 0)
+        if beta is not None:
+            beta = ops.expand_dims(beta, 0)
+        scale, offset = self._scale_and_offset(mean, variance, gamma, beta)
+        outputs = ops.reshape(ghosts * scale + offset, ops.shape(x))
+        reduce = [i for i in range(ndim + 1) if i != channel_axis + 1]
+        return outputs, ops.mean(mean, axis=reduce), ops.mean(variance, axis=reduce)
+
+    def _merged_remainder(self, x, gamma, beta):
+        """Any batch: ghost membership as a one-hot matrix, remainder merged."""
+        vbs = self.virtual_batch_size
+        ndim = len(x.shape)
+        channel_axis = self.axis % ndim
+        channels = x.shape[channel_axis]
         other_axes = [i for i in range(1, ndim) if i != channel_axis]
         per_example_shape = [-1] + [
             channels if i == channel_axis else 1 for i in range(1, ndim)
@@ -116,16 +177,13 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             positions = ops.cast(
                 ops.prod(ops.take(ops.shape(x), other_axes)), x.dtype
             )
-
-        # Ghost membership of each example: (B, G) one-hot, remainder merged
-        # into the last ghost batch.
         batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
         if isinstance(batch, int):
-            ghosts = max(batch // self.virtual_batch_size, 1)
+            count = max(batch // vbs, 1)
         else:
-            ghosts = ops.maximum(batch // self.virtual_batch_size, 1)
-        ghost_ids = ops.minimum(ops.arange(batch) // self.virtual_batch_size, ghosts - 1)
-        members = ops.one_hot(ghost_ids, ghosts, dtype=x.dtype)  # (B, G)
+            count = ops.maximum(batch // vbs, 1)
+        ghost_ids = ops.minimum(ops.arange(batch) // vbs, count - 1)
+        members = ops.one_hot(ghost_ids, count, dtype=x.dtype)  # (B, G)
         counts = ops.sum(members, axis=0) * positions  # (G,)
 
         def per_ghost(per_example):  # (B, C) sums -> (G, C) means
@@ -139,27 +197,13 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         centred = x - back_to_examples(ghost_mean)
         squares = ops.sum(ops.square(centred), axis=other_axes) if other_axes else ops.square(centred)
         ghost_var = per_ghost(squares)
-        inv = ops.rsqrt(back_to_examples(ghost_var) + self.epsilon)
-        outputs = centred * inv
-        shape = per_example_shape[:]
-        shape[0] = 1
-        if self.scale:
-            outputs = outputs * ops.reshape(ops.cast(self.gamma, x.dtype), shape)
-        if self.center:
-            outputs = outputs + ops.reshape(ops.cast(self.beta, x.dtype), shape)
-
+        scale, offset = self._scale_and_offset(
+            back_to_examples(ghost_mean), back_to_examples(ghost_var), gamma, beta)
+        outputs = x * scale + offset
         weights = counts / ops.sum(counts)
-        batch_mean = ops.matmul(weights[None, :], ghost_mean)[0]
-        batch_var = ops.matmul(weights[None, :], ghost_var)[0]
-        self.moving_mean.assign(
-            ops.cast(self.moving_mean, x.dtype) * self.momentum
-            + batch_mean * (1.0 - self.momentum)
-        )
-        self.moving_variance.assign(
-            ops.cast(self.moving_variance, x.dtype) * self.momentum
-            + batch_var * (1.0 - self.momentum)
-        )
-        return ops.cast(outputs, self.compute_dtype)
+        mean = ops.matmul(weights[None, :], ghost_mean)[0]
+        var = ops.matmul(weights[None, :], ghost_var)[0]
+        return outputs, mean, var
 
     def get_config(self):
         config = super().get_config()
