@@ -1,1 +1,8 @@
 """Normalization, noise and regularization layers Keras lacks."""
+
+from kerastoolkit.layers.instance_normalization import InstanceNormalization
+from kerastoolkit.layers.ghost_batch_normalization import GhostBatchNormalization
+from kerastoolkit.layers.weight_normalization import WeightNormalization
+from kerastoolkit.layers.weight_noise import WeightNoise
+from kerastoolkit.layers.drop_connect import DropConnect
+from kerastoolkit.layers.stochastic_depth import StochasticDepth
