@@ -18,6 +18,7 @@ from kerastoolkit import callbacks
 from kerastoolkit import diagnostics
 from kerastoolkit import initializers
 from kerastoolkit import layers
+from kerastoolkit import losses
 from kerastoolkit import models
 from kerastoolkit import optimizers
 from kerastoolkit import presets
