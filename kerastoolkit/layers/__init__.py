@@ -6,3 +6,4 @@ from kerastoolkit.layers.augmentation import RandomGaussianNoise
 from kerastoolkit.layers.augmentation import RandomJpegQuality
 from kerastoolkit.layers.augmentation import RandomLensDistortion
 from kerastoolkit.layers.augmentation import SaltAndPepperNoise
+from kerastoolkit.layers.autoaugment import AutoAugment
