@@ -195,10 +195,10 @@ def augmentation(
     elif policy_name == "other":
         from kerastoolkit import _checks
 
-        for key in ("noise", "salt_pepper", "lens"):
-            _checks.check_real(key, settings[key], 0.0, allow_none=True) if key != "lens" or _checks.is_real(
-                settings[key]
-            ) else None
+        for key in ("noise", "salt_pepper"):  # errors name the policy's setting
+            _checks.check_real(key, settings[key], 0.0, allow_none=True)
+        if _checks.is_real(settings["lens"]):
+            _checks.check_real("lens", settings["lens"], 0.0, 1.0, high_open=True)
         if settings["noise"] is not None:
             layers.append(kt_layers.RandomGaussianNoise(settings["noise"], value_range=(low, high), seed=next_seed()))
         if settings["salt_pepper"] is not None:
