@@ -38,6 +38,7 @@ if not _started_by_the_command():
     from kerastoolkit import diagnostics
     from kerastoolkit import initializers
     from kerastoolkit import layers
+    from kerastoolkit import losses
     from kerastoolkit import models
     from kerastoolkit import optimizers
     from kerastoolkit import preflight
@@ -45,7 +46,7 @@ if not _started_by_the_command():
     from kerastoolkit import schedules
 
 _SUBPACKAGES = (
-    "callbacks", "diagnostics", "initializers", "layers", "models", "optimizers", "preflight", "presets", "schedules",
+    "callbacks", "diagnostics", "initializers", "layers", "losses", "models", "optimizers", "preflight", "presets", "schedules",
 )
 _LAZY_SUBPACKAGES = ("data", "export", "distribute")
 

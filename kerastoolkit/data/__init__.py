@@ -13,3 +13,6 @@ from kerastoolkit.data.datasets import default_data_dir
 from kerastoolkit.data.datasets import info
 from kerastoolkit.data.datasets import load
 from kerastoolkit.data.datasets import prepare
+from kerastoolkit.data.augmentation import augment_dataset
+from kerastoolkit.data.augmentation import augmentation
+from kerastoolkit.data.augmentation import augmentation_for

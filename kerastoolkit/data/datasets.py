@@ -203,6 +203,7 @@ def load(
     seed=None,
     as_numpy=False,
     data_dir=None,
+    raw=False,
 ):
     """Loads an offline dataset as `(x, y)` pairs with inputs scaled to [0, 1].
 
@@ -222,10 +223,15 @@ def load(
         as_numpy: return `(x, y)` NumPy arrays instead of a dataset.
             Defaults to `False`.
         data_dir: TFDS data dir. Defaults to `default_data_dir()`.
+        raw: keep the stored values and dtype (`uint8` pixels in [0, 255]
+            for Fashion-MNIST, in [0, 16] for digits) instead of float32 in
+            [0, 1]: for a model that standardizes inside and serves raw
+            images (`kt.models.default_classifier`). Defaults to `False`.
 
     Returns:
-        A `tf.data.Dataset` of `(x, y)` with `x` float32 and `y` int64, or a
-        pair of arrays when `as_numpy=True`.
+        A `tf.data.Dataset` of `(x, y)` with `x` float32 (or the stored
+        dtype with `raw=True`) and `y` int64, or a pair of arrays when
+        `as_numpy=True`.
 
     Raises:
         ValueError: for an unknown name, a non-positive `batch_size`, or
@@ -263,7 +269,8 @@ def load(
     def to_inputs(x, y):
         return tf.cast(x, tf.float32) / scale, y
 
-    dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    if not raw:
+        dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     if as_numpy:
         size = int(dataset.cardinality())
         x, y = next(iter(dataset.batch(max(size, 1))))

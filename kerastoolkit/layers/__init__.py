@@ -6,3 +6,10 @@ from kerastoolkit.layers.weight_normalization import WeightNormalization
 from kerastoolkit.layers.weight_noise import WeightNoise
 from kerastoolkit.layers.drop_connect import DropConnect
 from kerastoolkit.layers.stochastic_depth import StochasticDepth
+from kerastoolkit.layers.standardize import Standardize
+from kerastoolkit.layers.augmentation import MultiCrop
+from kerastoolkit.layers.augmentation import RandomGaussianNoise
+from kerastoolkit.layers.augmentation import RandomJpegQuality
+from kerastoolkit.layers.augmentation import RandomLensDistortion
+from kerastoolkit.layers.augmentation import SaltAndPepperNoise
+from kerastoolkit.layers.autoaugment import AutoAugment

@@ -1,15 +1,33 @@
 """Small, well-configured classifiers for the toolkit's offline datasets."""
 
 import keras
+import numpy as np
+
+from kerastoolkit.layers.standardize import Standardize
 
 
-def default_classifier(input_shape, num_classes, normalization_data=None, name=None):
+def default_classifier(
+    input_shape,
+    num_classes,
+    normalization_data=None,
+    name=None,
+    *,
+    augmentation=None,
+    input_dtype=None,
+):
     """A small classifier suited to the input's rank.
 
-    The first layer is a `keras.layers.Normalization` whose per-feature (or
-    per-channel) mean and variance are computed from the training inputs:
-    statistics saved from the training set and applied at test time, inside
-    the model, so an exported SavedModel takes the same raw inputs.
+    The first layer standardizes with statistics computed from the training
+    inputs, saved with the model and applied at test time, inside the model,
+    so an exported SavedModel takes the same raw inputs:
+
+    - images: `kt.layers.Standardize("per_channel")` (the per-channel mean
+      and standard deviation, streamed over the data, float64). It casts its
+      input, so with integer training data (e.g. Fashion-MNIST's raw `uint8`
+      pixels, `kt.data.load(..., raw=True)`) the model's input is `uint8`
+      and the SavedModel serves raw `uint8` images;
+    - vectors and signals: `keras.layers.Normalization(axis=-1)`, per
+      feature or channel (the same arithmetic; nothing to gain there).
 
     - vectors `(d,)`: a two-hidden-layer MLP with dropout;
     - sequences `(length, channels)` or `(length,)`: a 1D CNN;
@@ -22,10 +40,18 @@ def default_classifier(input_shape, num_classes, normalization_data=None, name=N
     Args:
         input_shape: shape of one example, without the batch dimension.
         num_classes: number of classes, at least 2.
-        normalization_data: training inputs (array or `tf.data.Dataset` of
-            inputs) to adapt the normalization to. `None` leaves the
+        normalization_data: training inputs (array or batched `tf.data.Dataset`
+            of inputs) to adapt the normalization to. `None` leaves the
             normalization layer out. Defaults to `None`.
         name: model name. Defaults to `None`.
+        augmentation: a layer (e.g. `kt.data.augmentation_for(dataset,
+            policy, raw=...)`) applied to the images right after the input:
+            random in `fit`, the identity in `predict` and in the exported
+            SavedModel. Its value range must be the inputs'. Defaults to
+            `None`.
+        input_dtype: the model's input dtype. Defaults to `None`: the dtype of
+            an integer `normalization_data` array or dataset (raw pixels
+            stay raw), float32 otherwise.
 
     Returns:
         An uncompiled functional `keras.Model`.
@@ -48,14 +74,29 @@ def default_classifier(input_shape, num_classes, normalization_data=None, name=N
         raise ValueError(
             f"`num_classes` must be at least 2. Received: num_classes={num_classes}"
         )
-    inputs = keras.Input(input_shape)
+    images = len(input_shape) == 3
+    if input_dtype is None:
+        input_dtype = _integer_dtype(normalization_data) if images else None
+    inputs = keras.Input(input_shape, dtype=input_dtype or "float32")
     x = inputs
+    if augmentation is not None:
+        if not images:
+            raise ValueError(
+                "`augmentation` is for image inputs (height, width, channels). "
+                f"Received: input_shape={input_shape}"
+            )
+        x = augmentation(x)
     if len(input_shape) == 1 and input_shape[0] >= 32:
         x = keras.layers.Reshape(input_shape + (1,))(x)  # a signal, e.g. mnist1d
     if normalization_data is not None:
-        norm = keras.layers.Normalization(axis=-1)
+        if images:
+            norm = Standardize("per_channel", name="standardize")
+        else:
+            norm = keras.layers.Normalization(axis=-1)
         norm.adapt(_as_rank(normalization_data, x.shape))
         x = norm(x)
+    elif images and x.dtype != "float32":
+        x = keras.layers.Rescaling(1.0, dtype="float32")(x)  # a float cast
     rank = len(x.shape) - 1
     if rank == 1:
         for units in (256, 128):
@@ -89,6 +130,19 @@ def default_classifier(input_shape, num_classes, normalization_data=None, name=N
         )
     outputs = keras.layers.Dense(int(num_classes), activation="softmax")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _integer_dtype(data):
+    """The dtype name of integer data (array or dataset), else `None`."""
+    dtype = getattr(data, "dtype", None)
+    spec = getattr(data, "element_spec", None)
+    if spec is not None:
+        spec = spec[0] if isinstance(spec, tuple) else spec
+        dtype = spec.dtype.name
+    if dtype is None:
+        return None
+    dtype = np.dtype(getattr(dtype, "name", dtype) if not isinstance(dtype, str) else dtype)
+    return dtype.name if np.issubdtype(dtype, np.integer) else None
 
 
 def _as_rank(data, symbolic_shape):

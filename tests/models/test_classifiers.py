@@ -14,10 +14,13 @@ def test_default_classifier_shapes_and_normalization(shape):
     out = model.predict(x, verbose=0)
     assert out.shape == (64, 7)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
-    norm = next(l for l in model.layers if l.__class__.__name__ == "Normalization")
+    # Images: kt.layers.Standardize (mean and std); vectors and signals: Normalization.
+    kind = "Standardize" if len(shape) == 3 else "Normalization"
+    norm = next(l for l in model.layers if l.__class__.__name__ == kind)
     channels = x.reshape(-1, norm.mean.shape[-1]) if len(shape) != 1 or shape[0] < 32 else x.reshape(-1, 1)
     np.testing.assert_allclose(np.ravel(norm.mean), channels.mean(axis=0), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.ravel(norm.variance), channels.var(axis=0), rtol=1e-3)
+    variance = np.ravel(norm.std) ** 2 if kind == "Standardize" else np.ravel(norm.variance)
+    np.testing.assert_allclose(variance, channels.var(axis=0), rtol=1e-3)
 
 
 def test_default_classifier_rejects_bad_arguments():

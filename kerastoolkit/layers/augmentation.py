@@ -1,0 +1,453 @@
+"""Image augmentation layers Keras core lacks: noise, JPEG artefacts, lens distortion, multiple crops.
+
+Like Keras's own augmentation layers (`keras.layers.RandomFlip`...), each one
+is random when called with `training=True` (the default of a direct call,
+e.g. in a `tf.data` pipeline) and the identity at inference
+(`training=False`, which `model.predict`, `model.evaluate` and an exported
+SavedModel use), except `MultiCrop`, whose inference crops are fixed. Each
+takes a `seed`. Images are `(batch, height, width, channels)` or one image
+`(height, width, channels)`, channels last, with values in `value_range`.
+
+Which library does the work: `RandomGaussianNoise`, `SaltAndPepperNoise`,
+`RandomLensDistortion` and `MultiCrop` are written with `keras.ops` and
+`keras.random` (any backend; in a `tf.data` pipeline on the TensorFlow
+backend). `RandomJpegQuality` calls TensorFlow's JPEG codec
+(`tf.image.adjust_jpeg_quality`): TensorFlow only, and not XLA-compilable.
+keras-cv 0.9.0's `RandomJpegQuality` was tried first on Keras 3.15 and
+rejected: it also compresses at inference (`training=False` is ignored) and
+its `get_config` holds a non-JSON factor-sampler object, so a `.keras` file
+cannot hold it.
+"""
+
+import keras
+
+from kerastoolkit import _checks
+
+
+def _check_value_range(value_range):
+    if (
+        not isinstance(value_range, (tuple, list))
+        or len(value_range) != 2
+        or not all(_checks.is_real(v) for v in value_range)
+        or not value_range[0] < value_range[1]
+    ):
+        raise ValueError(
+            "Argument `value_range` must be two numbers (low, high) with low < high. "
+            f"Received: value_range={value_range!r}"
+        )
+    return (float(value_range[0]), float(value_range[1]))
+
+
+def _check_seed(seed):
+    if seed is not None and not _checks.is_int(seed):
+        raise TypeError(f"Argument `seed` must be an integer or None. Received: seed={seed!r}")
+    return seed
+
+
+class _Augmentation(keras.layers.Layer):
+    """Shared plumbing: seed, value range, rank-3 inputs, identity at inference."""
+
+    def __init__(self, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.value_range = _check_value_range(value_range)
+        self.seed = _check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = False
+
+    def call(self, inputs, training=True):
+        images = keras.ops.cast(inputs, self.compute_dtype)
+        if not training:
+            return images
+        single = len(images.shape) == 3
+        if single:
+            images = keras.ops.expand_dims(images, 0)
+        if len(images.shape) != 4:
+            raise ValueError(
+                f"{type(self).__name__} takes images (batch, height, width, channels) or "
+                f"(height, width, channels). Received: inputs.shape={tuple(inputs.shape)}"
+            )
+        outputs = self._augment(images)
+        return keras.ops.squeeze(outputs, 0) if single else outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_spec(self, inputs, training=True):
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"value_range": list(self.value_range), "seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class RandomGaussianNoise(_Augmentation):
+    """Adds Gaussian noise scaled to the image's value range, then clips to it.
+
+    `y = clip(x + σ·(high − low)·n, low, high)`, `n ~ N(0, 1)` per value.
+
+    `keras.layers.GaussianNoise` adds `N(0, stddev²)` in absolute units and
+    does not clip: this layer's `stddev` is a fraction of the value range (the
+    same setting for `[0, 1]` and `[0, 255]` images) and the result stays a
+    valid image. Written with `keras.ops`.
+
+    Args:
+        stddev: noise standard deviation as a fraction of `high − low`, >= 0.
+            Defaults to `0.05`.
+        value_range: `(low, high)` of the images. Defaults to `(0, 255)`.
+        seed: integer seed. Defaults to `None`.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: for a negative `stddev` or a bad `value_range`.
+
+    Example:
+    >>> noisy = kt.layers.RandomGaussianNoise(0.1, value_range=(0, 1), seed=0)(images)
+    """
+
+    def __init__(self, stddev=0.05, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        self.stddev = _checks.check_real("stddev", stddev, 0.0)
+
+    def _augment(self, images):
+        low, high = self.value_range
+        noise = keras.random.normal(keras.ops.shape(images), seed=self.seed_generator, dtype=self.compute_dtype)
+        return keras.ops.clip(images + noise * (self.stddev * (high - low)), low, high)
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class SaltAndPepperNoise(_Augmentation):
+    """Sets random pixels to the lowest (pepper) or highest (salt) value.
+
+    Each pixel (all its channels together) becomes `low` with probability
+    `rate/2`, `high` with probability `rate/2`, and is kept otherwise.
+    Written with `keras.ops`.
+
+    Args:
+        rate: fraction of pixels replaced, in [0, 1]. Defaults to `0.05`.
+        value_range: `(low, high)` of the images. Defaults to `(0, 255)`.
+        seed: integer seed. Defaults to `None`.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: for `rate` outside [0, 1] or a bad `value_range`.
+
+    Example:
+    >>> noisy = kt.layers.SaltAndPepperNoise(0.02, value_range=(0, 1), seed=0)(images)
+    """
+
+    def __init__(self, rate=0.05, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        self.rate = _checks.check_real("rate", rate, 0.0, 1.0)
+
+    def _augment(self, images):
+        low, high = self.value_range
+        shape = keras.ops.shape(images)
+        u = keras.random.uniform((shape[0], shape[1], shape[2], 1), seed=self.seed_generator)
+        dtype = self.compute_dtype
+        images = keras.ops.where(u < self.rate / 2, keras.ops.cast(low, dtype), images)
+        return keras.ops.where((u >= self.rate / 2) & (u < self.rate), keras.ops.cast(high, dtype), images)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+def _check_factor(factor, name="factor", bound=1.0):
+    if _checks.is_real(factor):
+        factor = _checks.check_real(name, factor, 0.0, bound, high_open=True)
+        return (-factor, factor)
+    if (
+        isinstance(factor, (tuple, list))
+        and len(factor) == 2
+        and all(_checks.is_real(f) and -bound < f < bound for f in factor)
+        and factor[0] <= factor[1]
+    ):
+        return (float(factor[0]), float(factor[1]))
+    raise ValueError(
+        f"Argument `{name}` must be a number in [0, {bound}) or a pair (low, high) "
+        f"with -{bound} < low <= high < {bound}. Received: {name}={factor!r}"
+    )
+
+
+_FILL_MODES = ("constant", "nearest")
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class RandomLensDistortion(_Augmentation):
+    """Radial lens distortion: barrel (`k > 0`) or pincushion (`k < 0`).
+
+    The output pixel at normalised position `p` (coordinates in [-1, 1]
+    from the image centre) samples the input at `p·(1 + k·|p|²)`, with one
+    `k` per image drawn uniformly from `factor`. With `k > 0` the edges are
+    squeezed towards the centre (barrel, as a wide-angle lens); with `k < 0`
+    they are stretched out (pincushion, as a telephoto lens). Bilinear
+    interpolation by a gather in `keras.ops`; outside the image `fill_mode`
+    applies.
+
+    Args:
+        factor: `k`'s range: a number `f` in [0, 1) for `[-f, f]` (both
+            kinds), or a pair `(low, high)`. Defaults to `0.2`.
+        value_range: `(low, high)` of the images (used for nothing but the
+            fill value's default). Defaults to `(0, 255)`.
+        fill_mode: `"constant"` (`fill_value` outside the image) or
+            `"nearest"` (the closest edge pixel). Defaults to `"constant"`.
+        fill_value: value outside the image in `"constant"` mode. Defaults to
+            `None`: the low end of `value_range`.
+        interpolation: `"bilinear"` or `"nearest"`. Defaults to `"bilinear"`.
+        seed: integer seed. Defaults to `None`.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: for a bad `factor`, `fill_mode` or `interpolation`.
+
+    Example:
+    >>> barrel = kt.layers.RandomLensDistortion((0.1, 0.3), value_range=(0, 1), seed=0)
+
+    References:
+        Brown, Decentering distortion of lenses, 1966 (the radial model).
+    """
+
+    def __init__(
+        self,
+        factor=0.2,
+        value_range=(0, 255),
+        fill_mode="constant",
+        fill_value=None,
+        interpolation="bilinear",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        self.factor = _check_factor(factor)
+        if fill_mode not in _FILL_MODES:
+            raise ValueError(
+                f"Argument `fill_mode` must be one of {_FILL_MODES}. Received: fill_mode={fill_mode!r}"
+            )
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(
+                "Argument `interpolation` must be 'bilinear' or 'nearest'. "
+                f"Received: interpolation={interpolation!r}"
+            )
+        self.fill_mode = fill_mode
+        self.fill_value = None if fill_value is None else _checks.check_real("fill_value", fill_value)
+        self.interpolation = interpolation
+
+    def _augment(self, images):
+        shape = keras.ops.shape(images)
+        batch = shape[0]
+        height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+        k = keras.random.uniform(
+            (batch, 1, 1), self.factor[0], self.factor[1], seed=self.seed_generator
+        )
+        yy = keras.ops.linspace(-1.0, 1.0, height)[:, None]
+        xx = keras.ops.linspace(-1.0, 1.0, width)[None, :]
+        stretch = 1.0 + k * (yy**2 + xx**2)[None]  # (batch, h, w)
+        src_y = (yy[None] * stretch + 1.0) * ((height - 1) / 2.0)
+        src_x = (xx[None] * stretch + 1.0) * ((width - 1) / 2.0)
+        return _sample(images, src_y, src_x, self.interpolation, self.fill_mode, self._fill())
+
+    def _fill(self):
+        return self.value_range[0] if self.fill_value is None else self.fill_value
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "factor": list(self.factor),
+                "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value,
+                "interpolation": self.interpolation,
+            }
+        )
+        return config
+
+
+def _sample(images, src_y, src_x, interpolation, fill_mode, fill_value):
+    """`images[b, src_y, src_x, :]`, bilinear or nearest; `src_*` are `(batch, ..., h, w)`.
+
+    A gather on the flattened batch (`keras.ops.take`), so that the batch size
+    may be unknown (a `tf.data` pipeline); outside the image `fill_mode`
+    `"constant"` gives `fill_value`, `"nearest"` the closest edge pixel.
+    """
+    shape = keras.ops.shape(images)
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    flat = keras.ops.reshape(images, (-1, channels))
+    src_y = keras.ops.cast(src_y, "float32")
+    src_x = keras.ops.cast(src_x, "float32")
+    if fill_mode == "nearest":
+        src_y = keras.ops.clip(src_y, 0.0, height - 1.0)
+        src_x = keras.ops.clip(src_x, 0.0, width - 1.0)
+    b = keras.ops.arange(shape[0], dtype="int32")
+    b = keras.ops.reshape(b, (-1,) + (1,) * (len(src_y.shape) - 1))
+
+    def corner(yi, xi):
+        valid = (yi >= 0) & (yi <= height - 1) & (xi >= 0) & (xi <= width - 1)
+        yc = keras.ops.cast(keras.ops.clip(yi, 0, height - 1), "int32")
+        xc = keras.ops.cast(keras.ops.clip(xi, 0, width - 1), "int32")
+        values = keras.ops.take(flat, (b * height + yc) * width + xc, axis=0)
+        fill = keras.ops.cast(fill_value, values.dtype)
+        return keras.ops.where(valid[..., None], values, fill)
+
+    if interpolation == "nearest":
+        return corner(keras.ops.round(src_y), keras.ops.round(src_x))
+    y0, x0 = keras.ops.floor(src_y), keras.ops.floor(src_x)
+    wy, wx = (src_y - y0)[..., None], (src_x - x0)[..., None]
+    wy, wx = keras.ops.cast(wy, images.dtype), keras.ops.cast(wx, images.dtype)
+    top = corner(y0, x0) * (1 - wx) + corner(y0, x0 + 1) * wx
+    bottom = corner(y0 + 1, x0) * (1 - wx) + corner(y0 + 1, x0 + 1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class RandomJpegQuality(_Augmentation):
+    """JPEG compression artefacts: each image re-encoded at a random quality.
+
+    Quality `q` is drawn uniformly per image from `[min_quality,
+    max_quality]`; the image is mapped from `value_range` to [0, 1], encoded
+    and decoded by TensorFlow's JPEG codec (`tf.image.adjust_jpeg_quality`),
+    and mapped back. TensorFlow backend only (the codec needs TensorFlow
+    tensors and there is no JPEG codec in `keras.ops`); not
+    XLA-compilable, so the layer sets
+    `supports_jit = False` and `jit_compile="auto"` leaves XLA off. Images
+    need 1 or 3 channels. keras-cv's layer of the same name is not used:
+    see the module docstring.
+
+    Args:
+        min_quality: lowest JPEG quality, in [1, 100]. Defaults to `50`.
+        max_quality: highest JPEG quality, in [min_quality, 100]. Defaults
+            to `95`.
+        value_range: `(low, high)` of the images. Defaults to `(0, 255)`.
+        seed: integer seed. Defaults to `None`.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: for qualities outside [1, 100] or out of order.
+
+    Example:
+    >>> jpeg = kt.layers.RandomJpegQuality(30, 90, value_range=(0, 1), seed=0)
+    """
+
+    def __init__(self, min_quality=50, max_quality=95, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        self.min_quality = _checks.check_int("min_quality", min_quality, 1)
+        self.max_quality = _checks.check_int("max_quality", max_quality, self.min_quality)
+        if self.max_quality > 100:
+            raise ValueError(
+                f"Argument `max_quality` must be at most 100. Received: max_quality={max_quality}"
+            )
+        self.supports_jit = False
+
+    def _augment(self, images):
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                "RandomJpegQuality uses TensorFlow's JPEG codec and needs the TensorFlow "
+                f"backend. Received: backend={keras.backend.backend()!r}"
+            )
+        import tensorflow as tf
+
+        if images.shape[-1] not in (1, 3):
+            raise ValueError(
+                f"RandomJpegQuality needs 1 or 3 channels. Received: inputs.shape={tuple(images.shape)}"
+            )
+        low, high = self.value_range
+        unit = tf.clip_by_value((tf.cast(images, tf.float32) - low) / (high - low), 0.0, 1.0)
+        quality = keras.random.randint(
+            (tf.shape(images)[0],), self.min_quality, self.max_quality + 1, seed=self.seed_generator
+        )
+        encoded = tf.map_fn(
+            lambda args: tf.image.adjust_jpeg_quality(args[0], args[1]),
+            (unit, tf.cast(quality, tf.int32)),
+            fn_output_signature=tf.float32,
+        )
+        encoded = tf.ensure_shape(encoded, unit.shape)
+        return tf.cast(encoded * (high - low) + low, images.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "min_quality": self.min_quality, "max_quality": self.max_quality}
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class MultiCrop(_Augmentation):
+    """Several crops of each image, stacked: `(batch, num_crops, height, width, channels)`.
+
+    In training (`training=True`) the crops are at random positions (uniform
+    over the valid offsets, independently per image and crop); at inference
+    they are fixed: the centre, then the top-left, top-right, bottom-left and
+    bottom-right corners (the first `num_crops` of them), as in the
+    multi-crop evaluation of Krizhevsky et al. Train on the crops by folding
+    them into the batch (`keras.ops.reshape(crops, (-1, h, w, c))`, labels
+    repeated `num_crops` times), or average a model's predictions over them.
+    Written with `keras.ops` (a gather).
+
+    Args:
+        height: crop height, at most the image's.
+        width: crop width, at most the image's.
+        num_crops: crops per image, from 1 to 5. Defaults to `5`.
+        seed: integer seed. Defaults to `None`.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: for a non-positive size, `num_crops` outside 1..5, or a
+            crop larger than the image.
+
+    Example:
+    >>> crops = kt.layers.MultiCrop(24, 24, num_crops=5)(images, training=False)
+    >>> crops.shape  # (batch, 5, 24, 24, channels)
+
+    References:
+        Krizhevsky, Sutskever, Hinton, ImageNet classification with deep
+        convolutional neural networks, NeurIPS 2012.
+    """
+
+    def __init__(self, height, width, num_crops=5, seed=None, **kwargs):
+        super().__init__(value_range=(0, 1), seed=seed, **kwargs)
+        self.height = _checks.check_int("height", height, 1)
+        self.width = _checks.check_int("width", width, 1)
+        self.num_crops = _checks.check_int("num_crops", num_crops, 1)
+        if self.num_crops > 5:
+            raise ValueError(f"Argument `num_crops` must be from 1 to 5. Received: num_crops={num_crops}")
+
+    def call(self, inputs, training=True):
+        images = keras.ops.cast(inputs, self.compute_dtype)
+        single = len(images.shape) == 3
+        if single:
+            images = keras.ops.expand_dims(images, 0)
+        height, width = images.shape[1], images.shape[2]
+        if height < self.height or width < self.width:
+            raise ValueError(
+                f"MultiCrop's crops ({self.height}x{self.width}) must fit in the images. "
+                f"Received: inputs.shape={tuple(inputs.shape)}"
+            )
+        batch = keras.ops.shape(images)[0]
+        free_y, free_x = height - self.height, width - self.width
+        if training:
+            u = keras.random.uniform((batch, self.num_crops, 2), seed=self.seed_generator)
+            off_y = keras.ops.floor(u[..., 0] * (free_y + 1))
+            off_x = keras.ops.floor(u[..., 1] * (free_x + 1))
+        else:
+            fixed = [(free_y // 2, free_x // 2), (0, 0), (0, free_x), (free_y, 0), (free_y, free_x)]
+            fixed = keras.ops.convert_to_tensor(fixed[: self.num_crops], dtype="float32")
+            zeros = keras.ops.zeros((batch, self.num_crops))
+            off_y, off_x = zeros + fixed[:, 0], zeros + fixed[:, 1]
+        rows = keras.ops.arange(self.height, dtype="float32")
+        cols = keras.ops.arange(self.width, dtype="float32")
+        src_y = off_y[:, :, None, None] + rows[:, None] + 0.0 * cols[None, :]
+        src_x = off_x[:, :, None, None] + cols[None, :] + 0.0 * rows[:, None]
+        crops = _sample(images, src_y, src_x, "nearest", "nearest", 0.0)
+        return keras.ops.squeeze(crops, 0) if single else crops
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) == 3:
+            return (self.num_crops, self.height, self.width, input_shape[-1])
+        return (input_shape[0], self.num_crops, self.height, self.width, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        del config["value_range"]
+        config.update({"height": self.height, "width": self.width, "num_crops": self.num_crops})
+        return config
