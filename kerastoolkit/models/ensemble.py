@@ -1,5 +1,6 @@
 """`Ensemble`: a model that averages its members' predicted class distributions."""
 
+import copy
 import glob
 import os
 
@@ -115,7 +116,7 @@ class Ensemble(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserialization consumes nested dicts
         config["members"] = [
             keras.saving.deserialize_keras_object(m) for m in config["members"]
         ]
