@@ -5,3 +5,5 @@ from kerastoolkit.models.ensemble import Ensemble
 from kerastoolkit.models.distiller import DistillationLoss
 from kerastoolkit.models.distiller import Distiller
 from kerastoolkit.models.distiller import soft_targets
+from kerastoolkit.models.tta import TTAPredictor
+from kerastoolkit.models.tta import dense_evaluation
