@@ -2,3 +2,8 @@
 
 from kerastoolkit.models.classifiers import default_classifier
 from kerastoolkit.models.ensemble import Ensemble
+from kerastoolkit.models.distiller import DistillationLoss
+from kerastoolkit.models.distiller import Distiller
+from kerastoolkit.models.distiller import soft_targets
+from kerastoolkit.models.tta import TTAPredictor
+from kerastoolkit.models.tta import dense_evaluation

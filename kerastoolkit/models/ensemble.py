@@ -1,5 +1,6 @@
 """`Ensemble`: a model that averages its members' predicted class distributions."""
 
+import copy
 import glob
 import os
 
@@ -33,8 +34,9 @@ class Ensemble(keras.Model):
         name: model name. Defaults to `None`.
 
     Raises:
-        ValueError: for an empty `members` list or a `weights` list of the
-            wrong length or with negative values.
+        ValueError: for an empty `members` list, members with different
+            output shapes, or a `weights` list of the wrong length or with
+            negative values.
         TypeError: if a member is not a Keras model.
 
     Example:
@@ -78,6 +80,15 @@ class Ensemble(keras.Model):
                     f"Argument `weights` must hold {len(members)} non-negative "
                     f"floats with a positive sum. Received: weights={weights}"
                 )
+        shapes = [_output_shape(m) for m in members]
+        known = [(i, sh) for i, sh in enumerate(shapes) if sh is not None]
+        for i, shape in known[1:]:
+            if tuple(shape[1:]) != tuple(known[0][1][1:]):
+                raise ValueError(
+                    "Every member must have the same output shape; "
+                    f"members[{known[0][0]}] gives {known[0][1]} and members[{i}] {shape}. "
+                    f"Received: members[{i}]={members[i].name!r}"
+                )
         self.members = members
         self.from_logits = from_logits
         self.member_weights = weights
@@ -115,14 +126,52 @@ class Ensemble(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserialization consumes nested dicts
         config["members"] = [
             keras.saving.deserialize_keras_object(m) for m in config["members"]
         ]
         return cls(**config)
 
     @classmethod
-    def load(cls, directory, pattern="*.keras", from_logits=False, name=None):
+    def from_files(cls, paths, pattern="*.keras", from_logits=False, weights=None, name=None):
+        """Builds an ensemble from saved `.keras` files.
+
+        Args:
+            paths: a directory (its files matching `pattern`, in name order:
+                a `kt.callbacks.SnapshotEnsemble` directory gives the
+                ensemble of its snapshots) or a list of `.keras` file paths.
+            pattern: glob pattern of the member files in a directory.
+                Defaults to `"*.keras"`.
+            from_logits: as in the constructor. Defaults to `False`.
+            weights: as in the constructor. Defaults to `None`.
+            name: model name. Defaults to `None`.
+
+        Returns:
+            An `Ensemble` of the models loaded with `compile=False`.
+
+        Raises:
+            ValueError: if no file matches, a path does not exist, or the
+                members' output shapes differ.
+
+        Example:
+        >>> ensemble = kt.models.Ensemble.from_files("snapshots/")
+        >>> tta = kt.models.TTAPredictor(ensemble, views=["identity", "hflip"])
+        """
+        if isinstance(paths, (str, os.PathLike)) and os.path.isdir(paths):
+            return cls.load(paths, pattern=pattern, from_logits=from_logits, name=name, weights=weights)
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        paths = [os.fspath(p) for p in paths]
+        if not paths:
+            raise ValueError(f"Argument `paths` is an empty list. Received: paths={paths}")
+        for p in paths:
+            if not os.path.isfile(p):
+                raise ValueError(f"No such `.keras` file or directory. Received: paths={p!r}")
+        members = [keras.saving.load_model(p, compile=False) for p in paths]
+        return cls(members, from_logits=from_logits, weights=weights, name=name)
+
+    @classmethod
+    def load(cls, directory, pattern="*.keras", from_logits=False, name=None, weights=None):
         """Builds an ensemble from the `.keras` files in a directory.
 
         The files are loaded in name order (`snapshot_01.keras`, ...) with
@@ -134,6 +183,7 @@ class Ensemble(keras.Model):
             pattern: glob pattern of the member files. Defaults to `"*.keras"`.
             from_logits: as in the constructor. Defaults to `False`.
             name: model name. Defaults to `None`.
+            weights: as in the constructor. Defaults to `None`.
 
         Returns:
             An `Ensemble` of the loaded models.
@@ -148,4 +198,11 @@ class Ensemble(keras.Model):
                 f"Received: directory={os.fspath(directory)!r}"
             )
         members = [keras.saving.load_model(p, compile=False) for p in paths]
-        return cls(members, from_logits=from_logits, name=name)
+        return cls(members, from_logits=from_logits, weights=weights, name=name)
+
+
+def _output_shape(model):
+    try:
+        return tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        return None
