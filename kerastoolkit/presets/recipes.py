@@ -169,8 +169,8 @@ PRESETS = {
     ),
     "cosine_warmup_adamw": _preset(
         "AdamW at 1e-3 with decoupled weight decay 0.05, linear warmup over 2 "
-        "epochs then cosine decay to zero, label smoothing 0.1, per-channel "
-        "input standardization.",
+        "epochs then cosine decay to zero, label smoothing 0.1, dropout 0.2 "
+        "before the classifier, per-channel input standardization.",
         "Loshchilov & Hutter 2019 (AdamW), 2017 (cosine); Szegedy et al. 2016 (label smoothing)",
         optimizer="adamw",
         learning_rate=1e-3,
@@ -178,6 +178,7 @@ PRESETS = {
         schedule="cosine",
         warmup_epochs=2,
         label_smoothing=0.1,
+        dropout=0.2,
         standardization="per_channel",
     ),
     "swats": _preset(
