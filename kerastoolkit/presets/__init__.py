@@ -6,6 +6,7 @@ from kerastoolkit.presets.recipes import DEFAULT_PLATEAU
 from kerastoolkit.presets.recipes import PRESETS
 from kerastoolkit.presets.recipes import Preset
 from kerastoolkit.presets.recipes import Recipe
+from kerastoolkit.presets.recipes import format_list
 from kerastoolkit.presets.recipes import get
 from kerastoolkit.presets.recipes import list_presets as list  # noqa: A001 (kt.presets.list())
 from kerastoolkit.presets.recipes import load

@@ -36,7 +36,7 @@ def test_export_digits_example(tmp_path):
 @pytest.mark.slow
 def test_preset_in_a_script_example():
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "preset_in_a_script.py"), "--epochs", "6"],
+        [sys.executable, os.path.join(ROOT, "examples", "preset_in_a_script.py"), "--epochs", "4"],
         capture_output=True, text=True, env=subprocess_env(), timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

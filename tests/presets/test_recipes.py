@@ -41,6 +41,7 @@ def test_every_preset_is_data_with_a_source():
         recipe = kt.presets.get(entry["name"])
         assert recipe.config["optimizer"] in kt.optimizers.OPTIMIZER_DEFAULTS
         assert set(recipe.config) == set(kt.presets.DEFAULT_CONFIG)
+        assert f"{entry['name']}\n    {entry['description']}\n    source: {entry['source']}" in kt.presets.format_list()
 
 
 def test_a_recipe_is_immutable_deeply():
