@@ -146,11 +146,14 @@ PRESETS = {
         snapshots=5,
     ),
     "sgd_momentum_step": _preset(
-        "SGD with momentum 0.9 at 0.1, the rate multiplied by 0.1 at 50% and 75% "
-        "of the epochs, weight decay 1e-4 (decoupled), early stopping with patience 8.",
-        "He et al. 2016, Deep Residual Learning (CIFAR schedule)",
+        "SGD with momentum 0.9 at 0.1 per 128 examples (scaled linearly with the "
+        "batch), the rate multiplied by 0.1 at 50% and 75% of the epochs, weight "
+        "decay 1e-4 (decoupled), early stopping with patience 8.",
+        "He et al. 2016, Deep Residual Learning (CIFAR schedule: 0.1 at batch 128); "
+        "Goyal et al. 2017 (linear scaling)",
         optimizer="sgd",
         learning_rate=0.1,
+        reference_batch_size=128,
         weight_decay=1e-4,
         schedule="step",
         schedule_options={"factor": 0.1, "milestones": [0.5, 0.75]},
@@ -173,8 +176,10 @@ PRESETS = {
     "cosine_warmup_adamw": _preset(
         "AdamW at 1e-3 with decoupled weight decay 0.05, linear warmup over 2 "
         "epochs then cosine decay to zero, label smoothing 0.1, dropout 0.2 "
-        "before the classifier, per-channel input standardization.",
-        "Loshchilov & Hutter 2019 (AdamW), 2017 (cosine); Szegedy et al. 2016 (label smoothing)",
+        "before the classifier, per-channel input standardization; early "
+        "stopping (patience 5) restores the best weights.",
+        "Loshchilov & Hutter 2019 (AdamW), 2017 (cosine); Szegedy et al. 2016 (label smoothing); "
+        "early stopping added after kerastoolkit's diagnosis found overfitting_definite",
         optimizer="adamw",
         learning_rate=1e-3,
         weight_decay=0.05,
@@ -183,6 +188,7 @@ PRESETS = {
         label_smoothing=0.1,
         dropout=0.2,
         standardization="per_channel",
+        early_stopping={"monitor": "val_loss", "patience": 5, "restore_best_weights": True},
     ),
     "swats": _preset(
         "SWATS: Adam that switches to SGD once its projected SGD rate has "
