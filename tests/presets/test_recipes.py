@@ -70,6 +70,8 @@ def test_overrides_win_and_unknown_fields_are_named():
         kt.presets.get("adam", learnin_rate=0.1)
     with pytest.raises(ValueError, match=r"`warmup_epochs`.*Received: warmup_epochs=-1"):
         kt.presets.get("adam", warmup_epochs=-1)
+    with pytest.raises(ValueError, match=r"`dtype_policy`.*Received: dtype_policy='float16'"):
+        kt.presets.get("fast", dtype_policy="float16")
     # Wrappers get the rate on the wrapped optimizer.
     lookahead = kt.presets.get("lookahead_adam", learning_rate=2e-3).optimizer()
     assert isinstance(lookahead, kt.optimizers.Lookahead)
@@ -126,6 +128,15 @@ def test_goyal_large_batch_scales_warms_up_and_steps():
 
     for t in [0, 3, 10, 19, 20, 21, 100, 119, 121, 200, 239, 241, 319, 321, 359, 400]:
         assert _rate(optimizer, t) == pytest.approx(expected(t), rel=1e-5, abs=1e-9), t
+
+
+def test_sgd_momentum_step_is_he_et_al_scaled_to_the_batch():
+    recipe = kt.presets.get("sgd_momentum_step")
+    optimizer = recipe.optimizer(steps_per_epoch=5, epochs=8, batch_size=32)
+    peak = 0.1 * 32 / 128  # 0.1 at batch 128
+    for t, epoch in [(0, 0), (19, 3.8), (21, 4.2), (29, 5.8), (31, 6.2), (45, 9)]:
+        expected = peak * 0.1 ** sum(epoch > m * 8 for m in (0.5, 0.75))
+        assert _rate(optimizer, t) == pytest.approx(expected, rel=1e-5), t
 
 
 def test_scale_learning_rate_is_the_linear_rule():
