@@ -23,9 +23,28 @@ def test_export_digits_example(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     line = result.stdout.strip().splitlines()[-1]
     accuracy = float(line.split("test accuracy ")[1].split(";")[0])
+    served_accuracy = float(line.split("raw pixels ")[1].split(";")[0])
     difference = float(line.split("= ")[-1])
     assert accuracy > 0.9 and difference < 1e-5, line
+    assert served_accuracy == pytest.approx(accuracy, abs=1e-4), line  # raw uint8 pixels, no client scaling
+    assert "'probabilities', 'top_k_class_names', 'top_k_indices', 'top_k_scores'" in result.stdout
     assert os.path.exists(tmp_path / "m" / "1" / "saved_model.pb")
+    assert os.path.exists(tmp_path / "m" / "1" / "assets.extra" / "tf_serving_warmup_requests")
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_preset_in_a_script_example():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "preset_in_a_script.py"), "--epochs", "4"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("sgd_warmup_cosine: SGD with momentum 0.9")
+    assert lines[-2] == "recipe round trip through recipe.yaml: identical"
+    first, second = (float(w) for w in lines[-1].split() if w[0].isdigit())
+    assert first > 0.85 and second > 0.85, lines[-1]
 
 
 @requires_tensorflow

@@ -1,6 +1,10 @@
-"""Presets: recipes as data, turned into the optimizers and callbacks they describe."""
+"""Presets: recipes as immutable data, turned into the optimizers, callbacks and losses they describe."""
 
+import dataclasses
+import importlib.util
+import json
 import math
+import sys
 
 import keras
 import numpy as np
@@ -15,12 +19,63 @@ def _rate(optimizer, step):
     return float(keras.ops.convert_to_numpy(value))
 
 
+def _has(module, attribute=None):
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+    if found and attribute:
+        return hasattr(importlib.import_module(module), attribute)
+    return found
+
+
 def test_every_preset_is_data_with_a_source():
     assert kt.presets.names() == sorted(kt.presets.PRESETS)
-    for name in kt.presets.names():
-        recipe = kt.presets.get(name)
-        assert recipe.description and recipe.source
+    required = {"adam", "karpathy_adam", "sgd_warmup_cosine", "snapshot_ensemble", "sgd_momentum_step",
+                "goyal_large_batch", "cosine_warmup_adamw", "swats", "lookahead_adam", "fast"}
+    assert required <= set(kt.presets.names())
+    listed = kt.presets.list()
+    assert [entry["name"] for entry in listed] == kt.presets.names()
+    for entry in listed:
+        assert entry["description"] and entry["source"]
+        recipe = kt.presets.get(entry["name"])
         assert recipe.config["optimizer"] in kt.optimizers.OPTIMIZER_DEFAULTS
+        assert set(recipe.config) == set(kt.presets.DEFAULT_CONFIG)
+        assert f"{entry['name']}\n    {entry['description']}\n    source: {entry['source']}" in kt.presets.format_list()
+
+
+def test_a_recipe_is_immutable_deeply():
+    recipe = kt.presets.get("adam")
+    with pytest.raises(TypeError):
+        recipe.config["learning_rate"] = 5.0
+    with pytest.raises(TypeError):
+        recipe.config["plateau"]["patience"] = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.name = "other"
+    step = kt.presets.get("sgd_momentum_step")
+    assert isinstance(step.config["schedule_options"]["milestones"], tuple)
+    again = kt.presets.get("adam")
+    assert again.config["learning_rate"] is None and again.config["plateau"]["patience"] == 4
+    # A modified copy leaves the preset alone (the CLI's way of overriding).
+    changed = dataclasses.replace(recipe, config=dict(recipe.config, learning_rate=5.0))
+    assert changed.config["learning_rate"] == 5.0 and kt.presets.get("adam").config["learning_rate"] is None
+
+
+def test_overrides_win_and_unknown_fields_are_named():
+    recipe = kt.presets.get("sgd_warmup_cosine", learning_rate=1e-3, warmup_epochs=0, schedule=None)
+    assert float(recipe.optimizer().learning_rate) == pytest.approx(1e-3)  # no batch scaling either
+    assert kt.presets.get("sgd_warmup_cosine").config["learning_rate"] == 0.1
+    assert float(kt.presets.get("karpathy_adam", learning_rate=1e-3).optimizer().learning_rate) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match=r"Unknown recipe field `learnin_rate`.*'learning_rate'.*Received: learnin_rate=0.1"):
+        kt.presets.get("adam", learnin_rate=0.1)
+    with pytest.raises(ValueError, match=r"`warmup_epochs`.*Received: warmup_epochs=-1"):
+        kt.presets.get("adam", warmup_epochs=-1)
+    with pytest.raises(ValueError, match=r"`dtype_policy`.*Received: dtype_policy='float16'"):
+        kt.presets.get("fast", dtype_policy="float16")
+    # Wrappers get the rate on the wrapped optimizer.
+    lookahead = kt.presets.get("lookahead_adam", learning_rate=2e-3).optimizer()
+    assert isinstance(lookahead, kt.optimizers.Lookahead)
+    assert float(lookahead.inner_optimizer.learning_rate) == pytest.approx(2e-3)
 
 
 def test_adam_preset_is_the_lecture_default_with_plateau_then_early_stopping():
@@ -53,6 +108,48 @@ def test_sgd_warmup_cosine_follows_goyal_and_cosine_formulas():
 
     for t in [0, 1, 17, 49, 50, 51, 120, 199, 200, 260]:
         assert _rate(optimizer, t) == pytest.approx(expected(t), rel=1e-5, abs=1e-9), t
+    # The recipe's diagnosis fix: early stopping that restores the best weights.
+    (stopping,) = recipe.callbacks()
+    assert isinstance(stopping, keras.callbacks.EarlyStopping) and stopping.restore_best_weights
+
+
+def test_goyal_large_batch_scales_warms_up_and_steps():
+    recipe = kt.presets.get("goyal_large_batch")
+    steps, epochs, batch = 4, 90, 1024
+    optimizer = recipe.optimizer(steps_per_epoch=steps, epochs=epochs, batch_size=batch)
+    assert optimizer.momentum == pytest.approx(0.9) and optimizer.weight_decay == pytest.approx(1e-4)
+    peak = 0.1 * 1024 / 256
+
+    def expected(t):  # Goyal et al.: 5-epoch ramp from 0, x0.1 at epochs 30, 60, 80
+        if t < 5 * steps:
+            return peak * t / (5 * steps)
+        epoch = t / steps
+        return peak * 0.1 ** sum(epoch > e for e in (30, 60, 80))
+
+    for t in [0, 3, 10, 19, 20, 21, 100, 119, 121, 200, 239, 241, 319, 321, 359, 400]:
+        assert _rate(optimizer, t) == pytest.approx(expected(t), rel=1e-5, abs=1e-9), t
+
+
+def test_sgd_momentum_step_is_he_et_al_scaled_to_the_batch():
+    recipe = kt.presets.get("sgd_momentum_step")
+    optimizer = recipe.optimizer(steps_per_epoch=5, epochs=8, batch_size=32)
+    peak = 0.1 * 32 / 128  # 0.1 at batch 128
+    for t, epoch in [(0, 0), (19, 3.8), (21, 4.2), (29, 5.8), (31, 6.2), (45, 9)]:
+        expected = peak * 0.1 ** sum(epoch > m * 8 for m in (0.5, 0.75))
+        assert _rate(optimizer, t) == pytest.approx(expected, rel=1e-5), t
+
+
+def test_scale_learning_rate_is_the_linear_rule():
+    from kerastoolkit.distribute.scaling import scale_learning_rate
+
+    for base, batch, reference in [(0.1, 1024, 256), (0.1, 32, 256), (3e-4, 96, 64)]:
+        assert scale_learning_rate(base, batch, reference) == pytest.approx(base * batch / reference)
+    with pytest.raises(ValueError, match="Received: global_batch_size=0"):
+        scale_learning_rate(0.1, 0)
+    with pytest.raises(TypeError, match="Received: global_batch_size=32.0"):
+        scale_learning_rate(0.1, 32.0)
+    with pytest.raises(ValueError, match="Received: base_learning_rate=-0.1"):
+        scale_learning_rate(-0.1, 32)
 
 
 def test_missing_arguments_are_named():
@@ -72,17 +169,106 @@ def test_unknown_preset_suggests_the_closest():
         kt.presets.get("karpaty_adam")
 
 
-def test_a_preset_trains_a_model(tmp_path):
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_save_and_load_round_trip(tmp_path, suffix):
+    recipe = kt.presets.get("goyal_large_batch", epochs=12)
+    path = recipe.save(str(tmp_path / f"mine{suffix}"))
+    loaded = kt.presets.load(path)
+    assert loaded == recipe
+    assert kt.presets.get(path) == recipe  # a path works where a name does
+    assert kt.presets.get(path, epochs=3).config["epochs"] == 3
+
+
+def test_invalid_recipe_files_name_the_file_and_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("config:\n  optimizer: adam\n  warmup_epoch: 3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml.*`warmup_epoch`.*'warmup_epochs'"):
+        kt.presets.load(str(bad))
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"optimizer": "adam", "label_smoothing": 1.5}))
+    with pytest.raises(ValueError, match=r"wrong.json.*`label_smoothing`.*Received: label_smoothing=1.5"):
+        kt.presets.load(str(wrong))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match=r"broken.json.*does not parse"):
+        kt.presets.load(str(broken))
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
+        kt.presets.load(str(tmp_path / "nowhere.yaml"))
+
+
+def test_a_missing_part_is_an_error_not_a_substitute(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kerastoolkit.losses", None)  # import fails
+    with pytest.raises(ImportError, match="kerastoolkit.losses"):
+        kt.presets.get("cosine_warmup_adamw").loss()
+    monkeypatch.setitem(sys.modules, "kerastoolkit.data.augmentation", None)
+    with pytest.raises(ImportError, match="kerastoolkit.data.augmentation"):
+        kt.presets.get("adam", augmentation="light").augmentation()
+    # Without smoothing the loss is Keras's own; one-hot labels use Keras's smoothing.
+    assert isinstance(kt.presets.get("adam").loss(), keras.losses.SparseCategoricalCrossentropy)
+    one_hot = kt.presets.get("cosine_warmup_adamw").loss(sparse=False)
+    y = np.eye(4, dtype="float32")[[0, 2]]
+    p = np.full((2, 4), 0.25, dtype="float32")
+    p[:, 1] = 0.4
+    p[:, 3] = 0.1
+    target = y * 0.9 + 0.1 / 4  # Keras's convention: (1 - eps) y + eps / C
+    expected = np.mean(-np.sum(target * np.log(p), axis=1))
+    assert float(one_hot(y, p)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits():
     from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    x, y = (digits.data / 16.0).astype("float32"), digits.target
-    recipe = kt.presets.get("snapshot_ensemble")
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=recipe.optimizer(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = recipe.callbacks(epochs=10, directory=str(tmp_path / "snaps"))
-    model.fit(x[:1400], y[:1400], epochs=10, batch_size=64, verbose=0, callbacks=callbacks)
-    ensemble = callbacks[0].ensemble
-    assert len(ensemble.members) == 5  # 5 cycles of ceil(10 / 5) = 2 epochs, one snapshot each
-    probabilities = ensemble.predict(x[1400:], verbose=0)
-    assert np.mean(np.argmax(probabilities, axis=1) == y[1400:]) > 0.85
+    data = load_digits()
+    x = (data.data / 16.0).astype("float32")
+    return x[:320], data.target[:320], x[320:400], data.target[320:400]
+
+
+def _tiny_model():
+    return keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    )
+
+
+@pytest.mark.parametrize("name", kt.presets.names())
+def test_each_preset_trains_one_epoch_on_digits(name, digits, tmp_path):
+    x, y, x_val, y_val = digits
+    recipe = kt.presets.get(name, batch_size=32)
+    if recipe.config["label_smoothing"] and not _has("kerastoolkit.losses"):
+        pytest.skip("kerastoolkit.losses (label smoothing) not merged yet")
+    if recipe.config["augmentation"] and not _has("kerastoolkit.data.augmentation"):
+        pytest.skip("kerastoolkit.data.augmentation not merged yet")
+    if recipe.config["standardization"]:
+        if _has("kerastoolkit.layers", "Standardize"):
+            assert recipe.standardization(x) is not None
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    before = float(keras.losses.sparse_categorical_crossentropy(y, model.predict(x, verbose=0)).numpy().mean())
+    history = recipe.fit(model, (x, y), (x_val, y_val), epochs=1, directory=str(tmp_path / "snaps"), verbose=0, seed=0)
+    assert set(history.history) >= {"loss", "val_loss", "accuracy"}
+    assert np.isfinite(history.history["loss"][0])
+    after = float(keras.losses.sparse_categorical_crossentropy(y, model.predict(x, verbose=0)).numpy().mean())
+    assert after < before, (before, after)  # one epoch of 10 steps learned something
+
+
+def test_fit_derives_steps_per_epoch_from_the_data(digits):
+    x, y, _, _ = digits
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    recipe = kt.presets.get("sgd_warmup_cosine", batch_size=64, early_stopping=None)
+    recipe.fit(model, (x, y), epochs=3, verbose=0)
+    steps = -(-len(x) // 64)  # 5 steps per epoch
+    peak = 0.1 * 64 / 256
+    warmup = 2 * steps  # a 5-epoch warmup is cut to epochs - 1
+    assert model.optimizer.iterations.numpy() == 3 * steps
+    assert _rate(model.optimizer, 3) == pytest.approx(peak * 3 / warmup, rel=1e-5)
+    assert _rate(model.optimizer, warmup + 2) == pytest.approx(0.5 * peak * (1 + math.cos(math.pi * 2 / steps)), rel=1e-5)
+
+
+def test_compile_adds_the_l2_penalty(digits):
+    x, y, _, _ = digits
+    model = _tiny_model()
+    kt.presets.get("adam", l2=1e-3).compile(model)
+    kernels = [layer.kernel.numpy() for layer in model.layers]
+    expected = sum(1e-3 * np.sum(k**2) for k in kernels)
+    assert float(sum(keras.ops.convert_to_numpy(l) for l in model.losses)) == pytest.approx(expected, rel=1e-5)
