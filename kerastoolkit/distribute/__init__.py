@@ -17,10 +17,10 @@ from kerastoolkit.distribute.cluster import num_workers
 from kerastoolkit.distribute.cluster import remove_worker_files
 from kerastoolkit.distribute.cluster import task
 from kerastoolkit.distribute.cluster import worker_backup_dir
-from kerastoolkit.distribute.strategy import KINDS
-from kerastoolkit.distribute.strategy import disable_multi_worker
-from kerastoolkit.distribute.strategy import enable_multi_worker
-from kerastoolkit.distribute.strategy import strategy
+from kerastoolkit.distribute.strategies import KINDS
+from kerastoolkit.distribute.strategies import disable_multi_worker
+from kerastoolkit.distribute.strategies import enable_multi_worker
+from kerastoolkit.distribute.strategies import strategy
 
 try:  # written for issue 10; this package works without it
     from kerastoolkit.distribute.scaling import scale_learning_rate  # noqa: F401
