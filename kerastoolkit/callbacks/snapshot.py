@@ -9,6 +9,7 @@ import keras
 
 from kerastoolkit.callbacks import _common
 from kerastoolkit.callbacks import _rate
+from kerastoolkit.distribute.cluster import chief_path
 from kerastoolkit.schedules.cyclic_cosine import CyclicCosine
 
 _SNAPSHOT = re.compile(r"snapshot_(\d+)\.keras$")
@@ -149,7 +150,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     def _existing(self):
         found = {}
-        for path in glob.glob(os.path.join(self.directory, "snapshot_*.keras")):
+        for path in glob.glob(os.path.join(chief_path(self.directory), "snapshot_*.keras")):
             match = _SNAPSHOT.search(path)
             if match:
                 found[int(match.group(1))] = path
@@ -200,8 +201,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         k = (epoch + 1) // self.epochs_per_cycle
         if k > self.cycles or (self.snapshot_paths and self._index(self.snapshot_paths[-1]) >= k):
             return
-        os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"snapshot_{k:02d}.keras")
+        os.makedirs(chief_path(self.directory), exist_ok=True)  # only the chief's persist
+        path = os.path.join(chief_path(self.directory), f"snapshot_{k:02d}.keras")
         self.model.save(path)
         self.snapshot_paths.append(path)
         if logs is not None:
@@ -218,7 +219,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         if self.snapshot_paths:
             from kerastoolkit.models.ensemble import Ensemble
 
-            self.ensemble = Ensemble.load(self.directory, pattern="snapshot_*.keras")
+            self.ensemble = Ensemble.load(chief_path(self.directory), pattern="snapshot_*.keras")
         else:
             warnings.warn(
                 "`SnapshotEnsemble`: training ended before the first cycle "

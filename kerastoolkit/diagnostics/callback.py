@@ -10,6 +10,7 @@ import numpy as np
 import keras
 
 from kerastoolkit.diagnostics import statistics as stats_lib
+from kerastoolkit.distribute.cluster import chief_path
 from kerastoolkit.diagnostics.curves import detect_diverging
 from kerastoolkit.diagnostics.curves import DEFAULT_THRESHOLDS
 from kerastoolkit.diagnostics.curves import diagnose
@@ -388,7 +389,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
         if "chance_plateau" in self.report.codes:
             _add_non_finite_weights(self.report, self.model)
         if self.log_dir:
-            self.write(self.log_dir, losses, epochs, batches)
+            self.write(chief_path(self.log_dir), losses, epochs, batches)  # chief only
         if self.verbose:
             print(self.report)
 
