@@ -93,3 +93,32 @@ def test_wrapped_train_step_runs_in_fit_and_unwraps():
     calls.clear()
     model.fit(x, x[:, :1], epochs=1, verbose=0)
     assert not calls and "train_step" not in vars(model)
+
+
+def test_loss_tracker_variables_hold_the_batch_size_weighted_sum_of_losses():
+    """`train_step` updates the `"loss"` Mean with (batch loss, batch size)."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    assert compat.loss_tracker_variables(keras.Sequential([keras.Input((3,))])) is None
+    x = np.arange(15, dtype="float32").reshape(5, 3) / 10
+    y = np.ones((5, 1), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)  # batches of 2, 2, 1
+    total, count = compat.loss_tracker_variables(model)
+    w = model.get_weights()[0]
+    per_example = ((x @ w - y) ** 2).ravel()
+    # Independent of Keras: the sum over batches of (mean batch loss x batch size).
+    expected = sum(per_example[i:i + 2].mean() * len(per_example[i:i + 2]) for i in (0, 2, 4))
+    assert float(keras.ops.convert_to_numpy(count)) == 5.0
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(total)), expected, rtol=1e-5)
+
+
+def test_global_seed_state_round_trips_the_unseeded_draws():
+    """Unseeded Keras draws advance the global SeedGenerator; restoring it repeats them."""
+    keras.random.normal((2,))  # make sure the global generator exists
+    state = compat.global_seed_state()
+    assert state is not None
+    first = keras.ops.convert_to_numpy(keras.random.normal((4,)))
+    assert not np.array_equal(compat.global_seed_state(), state)  # the draw moved it
+    compat.set_global_seed_state(state)
+    again = keras.ops.convert_to_numpy(keras.random.normal((4,)))
+    np.testing.assert_array_equal(first, again)
