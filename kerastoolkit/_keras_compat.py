@@ -14,6 +14,12 @@ API:
         `keras.Variable` for a float rate, or the `LearningRateSchedule`).
     set_untracked_attribute(optimizer, name, value): sets an attribute without
         the optimizer's variable tracker seeing it.
+    install_scheduled_hyperparameter(optimizer, name, hyperparameter) and
+        remove_scheduled_hyperparameter(optimizer, name, value): put a
+        `ScheduledHyperparameter` in place of a float (its config saves the
+        float) and back.
+    wrap_train_step(model, wrapper), unwrap_train_step(model): run a wrapped
+        train step in `fit`, and undo it.
     ScheduledHyperparameter: a `keras.Variable` whose value is a schedule of
         the optimizer's step (a scheduled `momentum`/`beta_1`).
 """
@@ -118,6 +124,36 @@ def _trace_key(optimizer):
     return None
 
 
+def install_scheduled_hyperparameter(optimizer, name, hyperparameter):
+    """Sets `optimizer.<name>` to a `ScheduledHyperparameter`, untracked.
+
+    The optimizer's `get_config` is wrapped on the instance so that a model
+    saved while the stand-in is installed (`ModelCheckpoint` mid-training)
+    stores the hyperparameter's current float, not the variable (Keras would
+    serialize it as a `__tensor__` dict that loads back as a dict).
+    """
+    set_untracked_attribute(optimizer, name, hyperparameter)
+    if "get_config" in vars(optimizer):
+        return
+    own = type(optimizer).get_config
+
+    def get_config():
+        config = own(optimizer)
+        for key, value in list(config.items()):
+            if isinstance(value, ScheduledHyperparameter):
+                config[key] = value.current()
+        return config
+
+    object.__setattr__(optimizer, "get_config", get_config)
+
+
+def remove_scheduled_hyperparameter(optimizer, name, value):
+    """Puts the float `value` back as `optimizer.<name>`, and the own `get_config`."""
+    set_untracked_attribute(optimizer, name, value)
+    if "get_config" in vars(optimizer):
+        object.__delattr__(optimizer, "get_config")
+
+
 class ScheduledHyperparameter(keras.Variable):
     """An optimizer hyperparameter whose value is `schedule(optimizer.iterations)`.
 
@@ -142,6 +178,11 @@ class ScheduledHyperparameter(keras.Variable):
         self._schedule = schedule
         self._optimizer = optimizer
         self.python_value = float(python_value)
+
+    def current(self):
+        """The value at the optimizer's current step, a Python float."""
+        step = self._optimizer.iterations
+        return float(keras.ops.convert_to_numpy(self._schedule(step)))
 
     @property
     def value(self):

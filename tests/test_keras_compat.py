@@ -95,6 +95,22 @@ def test_wrapped_train_step_runs_in_fit_and_unwraps():
     assert not calls and "train_step" not in vars(model)
 
 
+def test_scheduled_hyperparameter_saves_a_float_in_the_optimizer_config():
+    optimizer = keras.optimizers.Adam(0.1, beta_1=0.5)
+    optimizer.build([keras.Variable(np.zeros(1, "float32"))])
+    beta = keras.optimizers.schedules.PolynomialDecay(0.5, 2, 0.9)
+    hyper = compat.ScheduledHyperparameter(0.5, dtype="float32", trainable=False,
+                                           autocast=False, name="beta_1")
+    hyper.attach(beta, optimizer, 0.5)
+    compat.install_scheduled_hyperparameter(optimizer, "beta_1", hyper)
+    optimizer.iterations.assign(1)
+    config = optimizer.get_config()
+    assert isinstance(config["beta_1"], float) and config["beta_1"] == pytest.approx(0.7)
+    assert keras.optimizers.Adam.from_config(config).beta_1 == pytest.approx(0.7)
+    compat.remove_scheduled_hyperparameter(optimizer, "beta_1", 0.7)
+    assert "get_config" not in vars(optimizer) and optimizer.get_config()["beta_1"] == 0.7
+
+
 def test_loss_tracker_variables_hold_the_batch_size_weighted_sum_of_losses():
     """`train_step` updates the `"loss"` Mean with (batch loss, batch size)."""
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])

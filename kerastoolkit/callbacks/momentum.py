@@ -130,7 +130,7 @@ class MomentumSchedule(keras.callbacks.Callback):
             self.variable.attach(self.schedule, optimizer, first)
             # Not optimizer state (it follows from the step): untracked, so
             # checkpoints keep their layout.
-            _keras_compat.set_untracked_attribute(optimizer, name, self.variable)
+            _keras_compat.install_scheduled_hyperparameter(optimizer, name, self.variable)
         _common.retrace(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -143,7 +143,7 @@ class MomentumSchedule(keras.callbacks.Callback):
             if _accepts_schedule(self._optimizer, self._name):
                 setattr(self._optimizer, self._name, last)
             else:
-                _keras_compat.set_untracked_attribute(self._optimizer, self._name, last)
+                _keras_compat.remove_scheduled_hyperparameter(self._optimizer, self._name, last)
             _common.retrace(self.model)
 
     def get_config(self):

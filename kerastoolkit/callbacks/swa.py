@@ -89,7 +89,19 @@ class SWA(_common.ResumableMixin, keras.callbacks.Callback):
         self._begin_fit()
 
     def on_epoch_begin(self, epoch, logs=None):
+        first = getattr(self, "_first_epoch_of_fit", False)
         self._maybe_resume(epoch)
+        if first and epoch > self.start_epoch and not self.count:
+            raise ValueError(
+                f"`SWA` starts at epoch {epoch}, after its start_epoch="
+                f"{self.start_epoch}, without the running average of the epochs "
+                "before (a run resumed from a `.keras` checkpoint, or a "
+                "`BackupAndRestore` run without SWA's `backup_dir`): the average "
+                "would silently miss them. Give SWA the `backup_dir` of "
+                "`BackupAndRestore`, or a start_epoch >= the first epoch. "
+                f"Received: initial epoch={epoch}, start_epoch={self.start_epoch}, "
+                f"backup_dir={self.backup_dir!r}"
+            )
 
     def _restore_state(self, state, arrays):
         self.count = state["count"]
