@@ -349,6 +349,31 @@ def add_diagnose_arguments(parser):
     return parser
 
 
+def csv_file_problem(path, flag):
+    """A one-line problem with the CSV file at `path` (a folder, not UTF-8...), or `None`."""
+    if os.path.isdir(path):
+        example = os.path.join(path, "epochs.csv")
+        return f"{flag} {path!r} is a folder, not a CSV file (give the file inside it, e.g. {example!r})"
+    if not os.path.exists(path):
+        return f"{flag} {path!r}: no such file"
+    try:
+        with open(path, "rb") as handle:
+            handle.read().decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"{flag} {path!r} is not a UTF-8 text file (byte {error.start}: {error.reason}); expected a CSV file"
+    except OSError as error:
+        return f"{flag} {path!r}: cannot read it ({error.strerror or error})"
+    return None
+
+
+def _validate_diagnose(args, parser):
+    """The files exist and are text, checked before Keras is imported."""
+    for path, flag in ((args.epochs, "EPOCHS.csv"), (args.steps, "--steps")):
+        problem = path is not None and csv_file_problem(path, flag)
+        if problem:
+            parser.error(problem)
+
+
 # -- the command table -------------------------------------------------------
 
 
@@ -362,7 +387,8 @@ class Command:
             only when the command runs.
         validate: `validate(args, parser)` checks what one flag's `type=` cannot;
             calls `parser.error`. Runs before anything heavy is imported.
-        needs_tensorflow: import TensorFlow quietly before `run`.
+        needs_tensorflow: import TensorFlow quietly before `run` (and end the
+            process without the slow interpreter shutdown after it).
     """
 
     add: callable
@@ -373,7 +399,9 @@ class Command:
 
 COMMANDS = {
     "train": Command(_add_train, "kerastoolkit.cli:run_train", _validate_train, needs_tensorflow=True),
-    "diagnose": Command(_add_diagnose, "kerastoolkit.diagnostics.cli:run"),
+    # kerastoolkit.diagnostics imports Keras, hence TensorFlow: quietly.
+    "diagnose": Command(_add_diagnose, "kerastoolkit.diagnostics.cli:run", _validate_diagnose,
+                        needs_tensorflow=True),
 }
 
 
