@@ -518,9 +518,18 @@ def _staging_folder(out):
     """Yields a hidden staging folder inside `out`, removed at the end.
 
     TensorFlow Serving ignores non-numeric folder names, so logs and snapshots
-    can sit there until the export exists. When the body fails, the folders
-    created for `out` are removed too: a failed run leaves nothing behind.
+    can sit there until the export exists. When the body fails (an error,
+    Ctrl-C or SIGTERM), the folders created for `out` are removed too: a
+    failed run leaves nothing behind.
     """
+    import signal
+    import threading
+
+    def terminate(signum, frame):  # `kill` runs the clean-up below, as Ctrl-C does
+        raise SystemExit(128 + signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
     created = _new_folders(out)
     os.makedirs(out, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".train-", dir=out)
@@ -532,6 +541,9 @@ def _staging_folder(out):
             if os.path.isdir(folder) and not os.listdir(folder):
                 os.rmdir(folder)
         raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     shutil.rmtree(staging, ignore_errors=True)
 
 
