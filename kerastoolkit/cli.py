@@ -349,6 +349,31 @@ def add_diagnose_arguments(parser):
     return parser
 
 
+def csv_file_problem(path, flag):
+    """A one-line problem with the CSV file at `path` (a folder, not UTF-8...), or `None`."""
+    if os.path.isdir(path):
+        example = os.path.join(path, "epochs.csv")
+        return f"{flag} {path!r} is a folder, not a CSV file (give the file inside it, e.g. {example!r})"
+    if not os.path.exists(path):
+        return f"{flag} {path!r}: no such file"
+    try:
+        with open(path, "rb") as handle:
+            handle.read().decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"{flag} {path!r} is not a UTF-8 text file (byte {error.start}: {error.reason}); expected a CSV file"
+    except OSError as error:
+        return f"{flag} {path!r}: cannot read it ({error.strerror or error})"
+    return None
+
+
+def _validate_diagnose(args, parser):
+    """The files exist and are text, checked before Keras is imported."""
+    for path, flag in ((args.epochs, "EPOCHS.csv"), (args.steps, "--steps")):
+        problem = path is not None and csv_file_problem(path, flag)
+        if problem:
+            parser.error(problem)
+
+
 # -- the command table -------------------------------------------------------
 
 
@@ -362,7 +387,8 @@ class Command:
             only when the command runs.
         validate: `validate(args, parser)` checks what one flag's `type=` cannot;
             calls `parser.error`. Runs before anything heavy is imported.
-        needs_tensorflow: import TensorFlow quietly before `run`.
+        needs_tensorflow: import TensorFlow quietly before `run` (and end the
+            process without the slow interpreter shutdown after it).
     """
 
     add: callable
@@ -373,7 +399,9 @@ class Command:
 
 COMMANDS = {
     "train": Command(_add_train, "kerastoolkit.cli:run_train", _validate_train, needs_tensorflow=True),
-    "diagnose": Command(_add_diagnose, "kerastoolkit.diagnostics.cli:run"),
+    # kerastoolkit.diagnostics imports Keras, hence TensorFlow: quietly.
+    "diagnose": Command(_add_diagnose, "kerastoolkit.diagnostics.cli:run", _validate_diagnose,
+                        needs_tensorflow=True),
 }
 
 
@@ -490,9 +518,18 @@ def _staging_folder(out):
     """Yields a hidden staging folder inside `out`, removed at the end.
 
     TensorFlow Serving ignores non-numeric folder names, so logs and snapshots
-    can sit there until the export exists. When the body fails, the folders
-    created for `out` are removed too: a failed run leaves nothing behind.
+    can sit there until the export exists. When the body fails (an error,
+    Ctrl-C or SIGTERM), the folders created for `out` are removed too: a
+    failed run leaves nothing behind.
     """
+    import signal
+    import threading
+
+    def terminate(signum, frame):  # `kill` runs the clean-up below, as Ctrl-C does
+        raise SystemExit(128 + signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
     created = _new_folders(out)
     os.makedirs(out, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".train-", dir=out)
@@ -504,6 +541,9 @@ def _staging_folder(out):
             if os.path.isdir(folder) and not os.listdir(folder):
                 os.rmdir(folder)
         raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     shutil.rmtree(staging, ignore_errors=True)
 
 

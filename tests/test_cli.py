@@ -16,6 +16,13 @@ from tests.conftest import requires_tensorflow
 from tests.harness import subprocess_env
 
 
+@pytest.fixture(autouse=True)
+def _clear_keras_session():
+    """Overrides conftest's: most tests here only parse (clearing costs ~1 s each),
+    and the command seeds and builds its own models."""
+    yield
+
+
 def _run(*args):
     return subprocess.run(
         [sys.executable, "-m", "kerastoolkit.cli", *args],
@@ -135,19 +142,12 @@ BAD_VALUES = [
 ]
 
 
-class TestParser:
-    """Parser-only checks: no training, so no Keras session to clear (it costs ~1 s each)."""
-
-    @pytest.fixture(autouse=True)
-    def _clear_keras_session(self):
-        yield
-
-    @pytest.mark.parametrize("args, message", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
-    def test_bad_flag_values_give_one_line_naming_the_flag_once(self, args, message, capsys):
-        line = _error(["train", *args], capsys)
-        assert line.startswith("kerastoolkit: error: ") and message in line, line
-        flag = args[0].split("=")[0]
-        assert line.count(flag) == 1, line  # "argument --epochs: must be...", not the flag twice
+@pytest.mark.parametrize("args, message", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_flag_values_give_one_line_naming_the_flag_once(args, message, capsys):
+    line = _error(["train", *args], capsys)
+    assert line.startswith("kerastoolkit: error: ") and message in line, line
+    flag = args[0].split("=")[0]
+    assert line.count(flag) == 1, line  # "argument --epochs: must be...", not the flag twice
 
 
 def test_out_naming_a_file_is_explained(tmp_path, capsys):
@@ -214,6 +214,8 @@ _LAUNCHER = textwrap.dedent(
          "kerastoolkit: error: argument --dataset: invalid choice: 'cifar' "
          "(choose from 'digits', 'fashion_mnist', 'mnist1d')\n"),
         (["trian"], 2, "kerastoolkit: error: argument COMMAND: invalid choice: 'trian' (choose from 'train', 'diagnose')\n"),
+        (["diagnose", "/"], 2,
+         "kerastoolkit: error: EPOCHS.csv '/' is a folder, not a CSV file (give the file inside it, e.g. '/epochs.csv')\n"),
     ],
 )
 def test_the_command_answers_help_and_errors_without_importing_keras(args, status, stderr, tmp_path):

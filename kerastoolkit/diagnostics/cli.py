@@ -9,7 +9,6 @@ package: `kerastoolkit.diagnostics` imports Keras); this module runs it.
 """
 
 import json
-import os
 import sys
 
 
@@ -41,30 +40,16 @@ def _error(message):
     return 2
 
 
-def _check_readable(path, flag):
-    """A one-line problem with the CSV file at `path`, or `None`."""
-    if os.path.isdir(path):
-        return f"{flag} {path!r} is a folder, not a CSV file (give the file inside it, e.g. {os.path.join(path, 'epochs.csv')!r})"
-    if not os.path.exists(path):
-        return f"{flag} {path!r}: no such file"
-    try:
-        with open(path, "rb") as handle:
-            handle.read().decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"{flag} {path!r} is not a UTF-8 text file (byte {error.start}: {error.reason}); expected a CSV file"
-    except OSError as error:
-        return f"{flag} {path!r}: cannot read it ({error.strerror or error})"
-    return None
-
-
 def run(args):
     """Runs `diagnose` for parsed arguments; returns the exit code.
 
     Exit codes: `0` the run was diagnosed (with or without findings), `2`
     the input could not be read (a one-line error on stderr).
     """
+    from kerastoolkit.cli import csv_file_problem
+
     for path, flag in ((args.epochs, "EPOCHS.csv"), (args.steps, "--steps")):
-        problem = path is not None and _check_readable(path, flag)
+        problem = path is not None and csv_file_problem(path, flag)
         if problem:
             return _error(problem)
 
