@@ -134,7 +134,8 @@ def run(name, planted, datasets=("digits", "fashion", "mnist1d")):
 
 
 def _fit(model, ds, optimizer, epochs, batch_size=64, shuffle=True, sort=False,
-         n_train=None, val=True, statistics=False, x_override=None):
+         n_train=None, val=True, statistics=False, x_override=None,
+         steps_per_execution=1):
     x, y, xv, yv = data(ds)
     if n_train:
         x, y = x[:n_train], y[:n_train]
@@ -143,13 +144,19 @@ def _fit(model, ds, optimizer, epochs, batch_size=64, shuffle=True, sort=False,
     if sort:
         order = np.argsort(y, kind="stable")
         x, y = x[order], y[order]
-    model.compile(optimizer=optimizer,
+    model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     cb = CurveDiagnostics(
         statistics_every=25 if statistics else None,
         statistics_data=(xv[:128], yv[:128]) if statistics else None,
     )
-    if shuffle:
+    if shuffle == "numpy":
+        # what many scripts do: after `keras.utils.set_random_seed`, on the
+        # TF backend this repeats one permutation every epoch
+        model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True,
+                  validation_data=(xv, yv) if val else None, verbose=0,
+                  callbacks=[cb])
+    elif shuffle:
         # `fit(shuffle=True)` on NumPy arrays repeats one order every epoch
         # once `keras.utils.set_random_seed` is called (TF backend): reshuffle
         # with tf.data instead.
@@ -295,6 +302,55 @@ def lr_low_stats(ds):
     x, *_ = data(ds)
     return _fit(mlp(x.shape[1], [128, 64]), ds, keras.optimizers.SGD(1e-6), 4,
                 statistics=True)
+
+
+@run("fixed_order_overfit", ["repeated_order", "overfitting_definite"])
+def fixed_order_overfit(ds):
+    # `fit(numpy, shuffle=True)` after `set_random_seed`: the same permutation
+    # every epoch; 200 examples and a wide MLP: it overfits too. Both codes.
+    x, *_ = data(ds)
+    return _fit(mlp(x.shape[1], [256, 256]), ds, keras.optimizers.Adam(3e-3), 30,
+                n_train=200, batch_size=20, shuffle="numpy")
+
+
+@run("nan_behind_relu", ["chance_plateau"])
+def nan_behind_relu(ds):
+    # One NaN in one example of the last batch of epoch 0: the first layer's
+    # weights become NaN, ReLU maps NaN to 0, the loss sits at ln 10.
+    x, *_ = data(ds)
+
+    def poison(x):
+        x = x.copy()
+        x[1000, 10] = np.nan
+        return x
+
+    return _fit(mlp(x.shape[1], [64]), ds, keras.optimizers.Adam(3e-3), 5,
+                n_train=1024, batch_size=32, shuffle=False, x_override=poison)
+
+
+@run("partial_last_batch", [])
+def partial_last_batch(ds):
+    # the healthy recipe with a last batch of one example every epoch (the
+    # running-mean recovery made it a periodic error: a false `unshuffled`)
+    x, *_ = data(ds)
+    n = (len(x) // 64 - 1) * 64 + 1
+    epochs = 12
+    steps = epochs * int(np.ceil(n / 64))
+    sched = keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    return _fit(mlp(x.shape[1], [128, 64], dropout=0.3), ds,
+                keras.optimizers.AdamW(sched, weight_decay=1e-3), epochs, n_train=n)
+
+
+@run("steps_per_execution", [])
+def steps_per_execution(ds):
+    # the healthy recipe run 4 steps per call: every step must be recorded
+    x, *_ = data(ds)
+    epochs = 12
+    steps = epochs * int(np.ceil(len(x) / 64))
+    sched = keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    return _fit(mlp(x.shape[1], [128, 64], dropout=0.3), ds,
+                keras.optimizers.AdamW(sched, weight_decay=1e-3), epochs,
+                steps_per_execution=4)
 
 
 def main(argv=None):

@@ -11,3 +11,4 @@ from kerastoolkit.callbacks.swa import SWA
 from kerastoolkit.callbacks.warmup import Warmup
 from kerastoolkit.diagnostics.callback import CurveDiagnostics
 from kerastoolkit.callbacks.preflight import Preflight
+from kerastoolkit.callbacks.preflight import PreflightError

@@ -45,9 +45,13 @@ def batch_losses(running_means):
 class CurveDiagnostics(keras.callbacks.Callback):
     """Records the learning curves during `fit`, diagnoses them, says what to do.
 
-    Per step it records the batch's own loss (`k·m_k − (k−1)·m_(k−1)` from
-    the running mean Keras passes, no extra device synchronisation), per
-    epoch every log value. During training it watches for `nan` (per step)
+    Per step it records the batch's own loss, exactly: on TensorFlow with
+    one replica a `StepRecorder` writes each step's loss, batch size and
+    label sums into a ring buffer inside the train step (right for a
+    partial last batch and for every step of `steps_per_execution > 1`),
+    read between steps; elsewhere it falls back to `k·m_k − (k−1)·m_(k−1)`
+    from Keras's running mean (equal batches assumed, a note says so). Per
+    epoch it records every log value. During training it watches for `nan` (per step)
     and `diverging` (per epoch) and stops when the code is in `stop_on`,
     restoring the last finite weights after a NaN. At the end it builds
     `self.report` (a `Report`) with `diagnose`; with a `NaN` it re-runs the

@@ -11,7 +11,8 @@ of its last tenth:
 | `nan` | a non-finite per-step or per-epoch loss |
 | `diverging` | `c_end > 1.3·c0`, or `c_end − min(c) > 0.5·D` and `c_end > 2·min(c)`, or the means of 5 equal segments rise at every segment, by > 5% in all, or (per step) `max(c) > 5×` the first step's loss |
 | `not_training` | over the means of 5 equal segments `s`: `s0 − min(s) < 0.05·|s0|` and `|s0 − s_end| < 0.05·|s0|` |
-| `unshuffled` | per-step log-loss, with a quadratic trend removed within each epoch, correlates from one epoch to the next (median r > max(0.5, 3/√steps_per_epoch)) and its mean within-epoch profile has a standard deviation above 0.05 (about 5% of the loss) |
+| `unshuffled` / `repeated_order` | per-step log-loss, with a quadratic trend removed within each epoch, correlates from one epoch to the next (median r > max(0.5, 3/√steps_per_epoch)) and its mean within-epoch profile has a standard deviation above 0.05 (about 5% of the loss); then the labels decide: the batches' mean labels spread more than 4x the `σ²/n` of random batches: `unshuffled` (sorted data); less: `repeated_order` (mixed batches in the same order every epoch); no labels recorded: `unshuffled`, both causes named |
+| `chance_plateau` | the final stretch (≥ 20% of the curve) stays within 0.2% of its median `L`, and before it the loss was below `0.9·L` (a jump up to a flat level); `L` is compared with `ln C` |
 | `slow_start` | a plateau (loss within a band of `0.1·D`) that starts in the first 20% of the run, lasts at least 10% of it, and is followed by a fall of at least `0.5·D`, faster than during the plateau |
 | `not_converged` | a line through the last quarter of the monitored loss (`val_loss` if present) projects a further gain > 10% of `D` and > 2% of the loss |
 | `overfitting_definite` | validation loss (3-epoch mean) ends > 4% above its minimum, at least 2 epochs after it, while training loss kept falling |
@@ -666,7 +667,11 @@ def _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes,
         over = detect_overfitting(epoch_logs["loss"], val, t)
         if over is not None:
             findings.append(over)
-    if over is None:
+    sorted_data = order is not None and order.code == "unshuffled"
+    if over is None and sorted_data:
+        notes.append("`not_converged` not checked: with data in order, the trend "
+                     "does not say how a shuffled run would converge.")
+    elif over is None:
         if val is not None:
             monitor, name = val, "val_loss"
         elif epoch_logs is not None and len(epoch_logs["loss"]) >= 4:

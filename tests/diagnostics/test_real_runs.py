@@ -224,3 +224,27 @@ def test_plots_keep_the_matplotlib_backend_and_have_integer_epoch_ticks(tmp_path
         assert ticks and all(float(t).is_integer() for t in ticks)
         xdata = ax.get_lines()[0].get_xdata()
         assert list(xdata) == list(range(8))  # epochs 0..7, as in epochs.csv
+
+
+def test_keras_compat_pieces_still_match_keras():
+    from kerastoolkit import _keras_compat
+
+    x, y = digits()
+    model = compile_(mlp(), keras.optimizers.SGD(0.0))
+    total, count = _keras_compat.loss_tracker_variables(model)
+    model.reset_metrics()
+    loss = model.train_on_batch(x[:10], y[:10])
+    loss = float(np.ravel(loss)[0])
+    # the tracker holds sum(batch loss x batch size) and the examples seen
+    assert float(keras.ops.convert_to_numpy(count)) == 10.0
+    assert float(keras.ops.convert_to_numpy(total)) == pytest.approx(10 * loss, rel=1e-6)
+    keras.random.uniform((1,))  # the global generator exists
+    state = _keras_compat.global_seed_state()
+    keras.random.uniform((2,))  # advances the global generator
+    assert not np.array_equal(_keras_compat.global_seed_state(), state)
+    _keras_compat.set_global_seed_state(state)
+    np.testing.assert_array_equal(_keras_compat.global_seed_state(), state)
+    a = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    _keras_compat.set_global_seed_state(state)
+    b = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    np.testing.assert_array_equal(a, b)
