@@ -28,6 +28,15 @@ def _in_multi_replica_step():
     return context is not None and context.num_replicas_in_sync > 1
 
 
+def _running_eagerly(x):
+    """True outside `tf.function`/`jax.jit` tracing."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    return not _is_tracer(x)
+
+
 def _is_tracer(x):
     if keras.backend.backend() != "jax":
         return False
@@ -119,6 +128,7 @@ class WeightNormalization(KernelWrapper):
                 f"them. Received: layer={layer.name!r}"
             )
         self.data_init = data_init
+        self._initialized_eagerly = False
 
     def _output_axis(self):
         return -2 if isinstance(self.layer, _TRANSPOSED) else -1
@@ -158,6 +168,13 @@ class WeightNormalization(KernelWrapper):
         norm = ops.sqrt(ops.sum(ops.square(v), axis=self._reduce_axes(), keepdims=True))
         return v / ops.maximum(norm, 1e-12)
 
+    def _kernel(self, g):
+        """`g·v/‖v‖` with one full-size multiply (the rest is per unit)."""
+        v = ops.cast(self.layer.kernel, "float32")
+        squared_norm = ops.sum(ops.square(v), axis=self._reduce_axes(), keepdims=True)
+        g = ops.reshape(ops.cast(g, "float32"), self._unit_shape())
+        return v * (g * ops.rsqrt(ops.maximum(squared_norm, 1e-24)))
+
     def _pre_activation_moments(self, inputs, direction):
         """Mean and variance per unit of `v·x/‖v‖` (no bias, no activation)."""
         replacements = {}
@@ -186,6 +203,9 @@ class WeightNormalization(KernelWrapper):
             bias = ops.cast(-mean * inv_std, self.layer.bias.dtype)
             self.layer.bias.assign(bias)
         self.initialized.assign(ops.ones((), self.initialized.dtype))
+        if _running_eagerly(inputs):
+            # Known done: later traced steps (fit) need no conditional.
+            self._initialized_eagerly = True
         return g, bias
 
     def _current(self):
@@ -193,9 +213,9 @@ class WeightNormalization(KernelWrapper):
         return ops.convert_to_tensor(self.g), bias
 
     def call(self, inputs, training=None):
-        direction = self._direction()
         g, bias = self._current()
-        if training and self.data_init:
+        if training and self.data_init and not self._initialized_eagerly:
+            direction = self._direction()
             if keras.backend.backend() == "jax":
                 if not _is_tracer(inputs) and not bool(ops.convert_to_numpy(self.initialized)):
                     g, bias = self._initialise(inputs, direction)
@@ -226,7 +246,7 @@ class WeightNormalization(KernelWrapper):
                         lambda: (g, bias),
                         lambda: self._initialise(inputs, direction),
                     )
-        kernel = direction * ops.reshape(ops.cast(g, "float32"), self._unit_shape())
+        kernel = self._kernel(g)
         if bias is None:
             return self.call_with_kernel(inputs, kernel)
         return self.call_with_kernel(inputs, kernel, bias=bias)
