@@ -280,6 +280,9 @@ def augmentation_for(dataset_name, policy, *, raw=False, seed=None, **overrides)
 def augment_dataset(dataset, augment):
     """Maps `augment` over a `tf.data.Dataset` of `(x, y[, w])` on the CPU, in parallel.
 
+    Integer images (raw `uint8` pixels) come out rounded and saturated to
+    their dtype, so a model whose input is `uint8` trains on them as served.
+
     Args:
         dataset: a (batched or unbatched) dataset of tuples whose first item
             is images.
@@ -291,6 +294,13 @@ def augment_dataset(dataset, augment):
     import tensorflow as tf
 
     def apply(x, *rest):
-        return (augment(x, training=True), *rest)
+        # One image at a time (before batching): as a batch of one, so that
+        # an unbuilt Sequential is not built for batches of rows.
+        single = x.shape.rank == 3
+        augmented = augment(x[None] if single else x, training=True)
+        augmented = augmented[0] if single else augmented
+        if x.dtype.is_integer:  # raw pixels stay raw: round and saturate back
+            augmented = tf.saturate_cast(tf.round(augmented), x.dtype)
+        return (augmented, *rest)
 
     return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)

@@ -451,3 +451,60 @@ class MultiCrop(_Augmentation):
         del config["value_range"]
         config.update({"height": self.height, "width": self.width, "num_crops": self.num_crops})
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class TrainingOnly(keras.layers.Layer):
+    """Runs `layer` when `training=True` and nothing otherwise, whoever calls it.
+
+    Keras's augmentation layers (core and these) augment whenever `training`
+    is not `False`: `model(x)` without `training=...`, and the serving
+    function of `model.export(...)` (which calls the model without
+    `training`), augment too. Verified on Keras 3.15: an exported model with
+    `keras.layers.RandomRotation` inside rotates the images it serves.
+    Wrapping the augmentation in `TrainingOnly` makes it active in `fit`
+    only, so the exported model is deterministic.
+
+    Args:
+        layer: the augmentation layer or `keras.Sequential` to wrap.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        TypeError: if `layer` is not a Keras layer.
+
+    Example:
+    >>> augment = kt.layers.TrainingOnly(kt.data.augmentation("geometric"))
+    >>> x = augment(inputs)  # in a functional model
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(f"Argument `layer` must be a Keras layer. Received: layer={layer!r}")
+        self.layer = layer
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+
+    def call(self, inputs, training=False):
+        if training:
+            return self.layer(inputs, training=True)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, training=False):
+        return self.layer.compute_output_spec(inputs, training=True)
+
+    def get_config(self):
+        config = super().get_config()
+        config["layer"] = keras.saving.serialize_keras_object(self.layer)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)

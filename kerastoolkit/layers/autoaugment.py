@@ -109,17 +109,20 @@ class AutoAugment(keras.layers.Layer):
         self.value_range = _check_value_range(value_range)
         self.seed = _check_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.sub_policies = []
+        # One Keras layer per operation (tracked, so saved in order), and the
+        # sub-policies as (index into `operations`, probability) pairs.
+        self.operations = []
+        self._sub_policies = []
         for i, pair in enumerate(IMAGENET_POLICY):
-            ops = []
+            sub_policy = []
             for j, (name, probability, level) in enumerate(pair):
                 op_seed = None if seed is None else seed + 2 * i + j + 1
-                ops.append((_core_layer(name, level, self.value_range, op_seed), probability))
-            self.sub_policies.append(ops)
-        self._layers = [layer for ops in self.sub_policies for layer, _ in ops]
+                self.operations.append(_core_layer(name, level, self.value_range, op_seed))
+                sub_policy.append((len(self.operations) - 1, probability))
+            self._sub_policies.append(tuple(sub_policy))
 
     def build(self, input_shape):
-        for layer in self._layers:
+        for layer in self.operations:
             layer.build(input_shape)
 
     def call(self, inputs, training=True):
@@ -127,21 +130,21 @@ class AutoAugment(keras.layers.Layer):
         if not training:
             return images
         batch = keras.ops.shape(images)[0]
-        index = keras.random.randint((), 0, len(self.sub_policies), seed=self.seed_generator)
+        index = keras.random.randint((), 0, len(self._sub_policies), seed=self.seed_generator)
         draws = keras.random.uniform((2, batch, 1, 1, 1), seed=self.seed_generator)
 
-        def branch(ops):
+        def branch(sub_policy):
             def apply(x):
-                for k, (layer, probability) in enumerate(ops):
+                for k, (op, probability) in enumerate(sub_policy):
                     if probability <= 0:
                         continue
-                    changed = keras.ops.cast(layer(x, training=True), x.dtype)
+                    changed = keras.ops.cast(self.operations[op](x, training=True), x.dtype)
                     x = keras.ops.where(draws[k] < probability, changed, x)
                 return x
 
             return apply
 
-        return keras.ops.switch(index, [branch(ops) for ops in self.sub_policies], images)
+        return keras.ops.switch(index, [branch(sub) for sub in self._sub_policies], images)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from kerastoolkit.layers.augmentation import TrainingOnly
 from kerastoolkit.layers.standardize import Standardize
 
 
@@ -45,10 +46,10 @@ def default_classifier(
             normalization layer out. Defaults to `None`.
         name: model name. Defaults to `None`.
         augmentation: a layer (e.g. `kt.data.augmentation_for(dataset,
-            policy, raw=...)`) applied to the images right after the input:
-            random in `fit`, the identity in `predict` and in the exported
-            SavedModel. Its value range must be the inputs'. Defaults to
-            `None`.
+            policy, raw=...)`) applied to the images right after the input,
+            wrapped in `kt.layers.TrainingOnly`: random in `fit`, the identity
+            in `predict`, `model(x)` and the exported SavedModel. Its value
+            range must be the inputs'. Defaults to `None`.
         input_dtype: the model's input dtype. Defaults to `None`: the dtype of
             an integer `normalization_data` array or dataset (raw pixels
             stay raw), float32 otherwise.
@@ -85,7 +86,9 @@ def default_classifier(
                 "`augmentation` is for image inputs (height, width, channels). "
                 f"Received: input_shape={input_shape}"
             )
-        x = augmentation(x)
+        # Keras's augmentation layers also augment in `model(x)` and in the
+        # exported serving function (no `training` there): fit only.
+        x = TrainingOnly(augmentation, name="augmentation")(x)
     if len(input_shape) == 1 and input_shape[0] >= 32:
         x = keras.layers.Reshape(input_shape + (1,))(x)  # a signal, e.g. mnist1d
     if normalization_data is not None:
