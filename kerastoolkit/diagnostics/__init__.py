@@ -19,3 +19,4 @@ from kerastoolkit.diagnostics.report import CODES
 from kerastoolkit.diagnostics.report import Finding
 from kerastoolkit.diagnostics.report import Report
 from kerastoolkit.diagnostics.statistics import StatisticsRecorder
+from kerastoolkit.diagnostics.explain import explain

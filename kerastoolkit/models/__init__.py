@@ -7,3 +7,6 @@ from kerastoolkit.models.distiller import Distiller
 from kerastoolkit.models.distiller import soft_targets
 from kerastoolkit.models.tta import TTAPredictor
 from kerastoolkit.models.tta import dense_evaluation
+from kerastoolkit.models import transfer
+from kerastoolkit.models.lwf import LearningWithoutForgetting
+from kerastoolkit.models.lwf import learning_without_forgetting
