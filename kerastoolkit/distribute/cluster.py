@@ -105,7 +105,8 @@ def chief_path(path):
 
     Returns:
         `path` unchanged (as `str`) on the chief or outside a cluster, else a
-        path with the same base name under a per-worker temporary folder.
+        path with the same base name under a per-worker temporary folder
+        (whose parent exists, so a file can be written there at once).
         `None` for `None`.
     """
     if path is None:
@@ -115,7 +116,9 @@ def chief_path(path):
         return path
     absolute = os.path.abspath(path)
     digest = hashlib.sha256(absolute.encode()).hexdigest()[:12]
-    return os.path.join(_worker_temp_root(), digest, os.path.basename(absolute.rstrip(os.sep)))
+    parent = os.path.join(_worker_temp_root(), digest)
+    os.makedirs(parent, exist_ok=True)  # a file can be opened there at once
+    return os.path.join(parent, os.path.basename(absolute.rstrip(os.sep)))
 
 
 def remove_worker_files():

@@ -63,6 +63,8 @@ def test_non_chief_paths_and_backup_dirs(monkeypatch, tmp_path):
     assert kt.distribute.chief_path(tmp_path / "other" / "snaps") != a  # no collision
     assert kt.distribute.worker_backup_dir(tmp_path) == str(tmp_path / "worker-1")
     root = cluster._WORKER_TEMP[0]
+    with open(kt.distribute.chief_path(tmp_path / "model.keras"), "w"):
+        pass  # a file path is writable at once
     os.makedirs(a)
     kt.distribute.remove_worker_files()
     assert not os.path.exists(root) and cluster._WORKER_TEMP == []
