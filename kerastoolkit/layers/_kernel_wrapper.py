@@ -50,6 +50,13 @@ class KernelWrapper(keras.layers.Wrapper):
         if not self.layer.built:
             self.layer.build(input_shape)
         self._check_kernel()
+        if self.layer.non_trainable_variables:
+            raise ValueError(
+                f"{type(self).__name__} runs the wrapped layer statelessly and "
+                "would drop updates of its non-trainable state "
+                f"({[v.name for v in self.layer.non_trainable_variables]}). "
+                f"Received: layer={self.layer.name!r}"
+            )
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -64,7 +71,6 @@ class KernelWrapper(keras.layers.Wrapper):
         non_trainable = [
             replace.get(id(v), v) for v in self.layer.non_trainable_variables
         ]
-        # Dense and Conv layers update no state in `call`; a wrapped layer
-        # that did would have its updates dropped, so refuse it in __init__.
+        # The wrapped layer has no non-trainable state (checked in build).
         outputs, _ = self.layer.stateless_call(trainable, non_trainable, inputs)
         return outputs

@@ -209,7 +209,9 @@ class WeightNormalization(KernelWrapper):
         return g, bias
 
     def _current(self):
-        bias = None if self.layer.bias is None else ops.convert_to_tensor(self.layer.bias)
+        bias = self.layer.bias
+        if bias is not None:  # float32 even where autocast reads it as float16
+            bias = ops.cast(bias, bias.dtype)
         return ops.convert_to_tensor(self.g), bias
 
     def call(self, inputs, training=None):

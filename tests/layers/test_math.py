@@ -234,7 +234,29 @@ def test_stochastic_depth_per_example():
      r"kernel.*Received: layer='flat'"),
     (lambda: kt.layers.DropConnect(keras.layers.ReLU(name="relu"))(np.ones((2, 3))),
      r"kernel.*Received: layer='relu'"),
+    (lambda: kt.layers.WeightNoise(keras.layers.BatchNormalization(name="bn"))(np.ones((2, 3))),
+     r"kernel.*Received: layer='bn'"),
 ])
 def test_bad_arguments(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_weight_normalization_data_init_inside_compiled_fit():
+    """TensorFlow: the init runs in the compiled step on the first batch.
+    JAX: a jitted step cannot write trainable weights; the layer stays
+    uninitialised (documented: call the model eagerly once first)."""
+    x = (RS.randn(32, 5) * 3 + 2).astype("float32")
+    model = keras.Sequential([keras.Input((5,)), kt.layers.WeightNormalization(keras.layers.Dense(3))])
+    wn = model.layers[0]
+    v = to_np(wn.layer.kernel)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")  # lr 0: init values stay
+    model.fit(x, np.zeros((32, 3), "float32"), batch_size=16, shuffle=False, epochs=1, verbose=0)
+    if keras.backend.backend() == "jax":
+        assert float(to_np(wn.initialized)) == 0.0
+        np.testing.assert_allclose(to_np(wn.g), np.linalg.norm(v, axis=0), rtol=1e-6)
+        return
+    assert float(to_np(wn.initialized)) == 1.0
+    t = x[:16] @ (v / np.linalg.norm(v, axis=0))  # the first batch only
+    np.testing.assert_allclose(to_np(wn.g), 1 / t.std(axis=0), rtol=1e-3)
+    np.testing.assert_allclose(to_np(wn.layer.bias), -t.mean(axis=0) / t.std(axis=0), atol=1e-3)
