@@ -87,10 +87,12 @@ class RandomGaussianNoise(_Augmentation):
 
     `y = clip(x + σ·(high − low)·n, low, high)`, `n ~ N(0, 1)` per value.
 
-    `keras.layers.GaussianNoise` adds `N(0, stddev²)` in absolute units and
-    does not clip: this layer's `stddev` is a fraction of the value range (the
-    same setting for `[0, 1]` and `[0, 255]` images) and the result stays a
-    valid image. Written with `keras.ops`.
+    `keras.layers.GaussianNoise` adds `N(0, stddev²)` in absolute units, does
+    not clip, and (Keras 3.15) rejects `stddev > 1`, so it cannot add
+    visible noise to raw `[0, 255]` images: this layer's `stddev` is a
+    fraction of the value range (the same setting for `[0, 1]` and
+    `[0, 255]` images) and the result stays a valid image. Written with
+    `keras.ops`.
 
     Args:
         stddev: noise standard deviation as a fraction of `high − low`, >= 0.
