@@ -1,11 +1,13 @@
 """Distil a digits teacher into a small student: live teacher, then stored soft targets.
 
-    python examples/distillation.py [--epochs 30] [--temperature 4]
+    python examples/distillation.py [--epochs 30] [--temperature 2] [--alpha 0.5]
 
 Hinton et al.'s three steps: train a teacher; store its softened outputs
 (`kt.models.soft_targets`, written to disk with NumPy); train the student on
 them without the teacher in memory. The student trained alone, with the same
-budget, is the baseline. The last line prints the three test accuracies.
+budget, is the baseline. The last line prints the three test accuracies. On
+300 digits the student alone is already close to the teacher, so this shows
+the workflow; `benchmarks/distillation.py` measures the gain.
 """
 
 import argparse
@@ -34,7 +36,7 @@ def accuracy(model, x, y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    parser.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default: 4)")
+    parser.add_argument("--temperature", type=float, default=2.0, help="softening temperature T (default: 2)")
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the hard labels (default: 0.5)")
     args = parser.parse_args()
     hard_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -1,6 +1,7 @@
 """Visual explanations of a classifier's decisions: saliency and Grad-CAM maps (tf-keras-vis)."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -112,8 +113,6 @@ def explain(model, x, path, classes=None, methods=("saliency", "gradcam"), max_i
         - [Selvaraju et al., 2017](https://arxiv.org/abs/1610.02391),
           "Grad-CAM".
     """
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.utils.scores import CategoricalScore
 
     x = np.asarray(x, dtype="float32")
@@ -136,23 +135,34 @@ def explain(model, x, path, classes=None, methods=("saliency", "gradcam"), max_i
             f"`classes` must give one class per image ({len(x)}). Received: classes={classes.tolist()}"
         )
     linear, layer = _functional_copy(model)
+    if "gradcam" in methods and layer is None:
+        raise ValueError(
+            "Grad-CAM needs a layer with an image-like (rank-4) output; the model has none. "
+            f"Received: methods={methods!r}"
+        )
     score = CategoricalScore(classes.tolist())
     maps = {}
+    with warnings.catch_warnings():
+        # tf-keras-vis calls the model with a list of one input; Keras 3
+        # warns that the structure differs and then accepts it.
+        warnings.filterwarnings("ignore", message="The structure of `inputs`")
+        _compute(linear, layer, score, x, methods, maps)
+    _draw(x, classes, maps, path)
+    return {"classes": classes, "path": os.fspath(path), **maps}
+
+
+def _compute(linear, layer, score, x, methods, maps):
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.saliency import Saliency
+
     if "saliency" in methods:
         maps["saliency"] = np.asarray(Saliency(linear, clone=False)(score, x))
     if "gradcam" in methods:
-        if layer is None:
-            raise ValueError(
-                "Grad-CAM needs a layer with an image-like (rank-4) output; the model has none. "
-                f"Received: methods={methods!r}"
-            )
         maps["gradcam"] = np.asarray(
             Gradcam(linear, clone=False)(
                 score, x, penultimate_layer=layer, seek_penultimate_conv_layer=False
             )
         )
-    _draw(x, classes, maps, path)
-    return {"classes": classes, "path": os.fspath(path), **maps}
 
 
 def _draw(x, classes, maps, path):
