@@ -145,7 +145,22 @@ def main():
     parser.add_argument("--presets", default=",".join(kt.presets.names()), help="comma-separated preset names (default: all)")
     parser.add_argument("--out", default="time_to_accuracy.json", help="results file (JSON), rewritten after every run")
     parser.add_argument("--train-size", type=int, default=55000, help="training images (default: 55000)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the plain-Keras baseline")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PRESET.FIELD=JSON",
+        help="override a recipe field, e.g. --set fast.epochs=10 (the run is named PRESET+FIELD=VALUE)",
+    )
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        preset, field = key.split(".", 1)
+        overrides.setdefault(preset, {})[field] = json.loads(value)
+
+    def recipe_of(name):
+        extra = overrides.get(name, {})
+        label = name + "".join(f"+{k}={v}" for k, v in extra.items())
+        return label, kt.presets.get(name, **extra)
 
     x, y = kt.data.load("fashion_mnist", "train", as_numpy=True)
     x_test, y_test = kt.data.load("fashion_mnist", "test", as_numpy=True)
@@ -165,16 +180,17 @@ def main():
             json.dump(results, f, indent=1)
 
     # The baseline and `fast` interleaved, epoch by epoch.
-    pair = [Run("baseline", data)]
+    pair = [] if args.no_baseline else [Run("baseline", data)]
     if "fast" in names:
-        pair.append(Run("fast", data, kt.presets.get("fast")))
+        pair.append(Run(*recipe_of("fast")[:1], data, recipe_of("fast")[1]))
         names.remove("fast")
     while any([run.step() for run in pair]):
         pass
     results.extend(run.summary() for run in pair)
     save()
     for name in names:
-        run = Run(name, data, kt.presets.get(name))
+        label, recipe = recipe_of(name)
+        run = Run(label, data, recipe)
         while run.step():
             pass
         results.append(run.summary())
