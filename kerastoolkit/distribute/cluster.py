@@ -12,6 +12,7 @@ it on every backend without importing TensorFlow.
 """
 
 import atexit
+import glob
 import hashlib
 import json
 import os
@@ -83,10 +84,28 @@ def is_chief():
 _WORKER_TEMP = []
 
 
+def _remove_stale_worker_folders():
+    """Removes the temporary folders of worker processes that no longer run
+    (a worker killed with SIGKILL cannot remove its own)."""
+    pattern = os.path.join(tempfile.gettempdir(), "kerastoolkit-*-pid*-*")
+    for folder in glob.glob(pattern):
+        try:
+            pid = int(os.path.basename(folder).split("-pid")[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # exists, owned by someone else
+            pass
+
+
 def _worker_temp_root():
     if not _WORKER_TEMP:
         task_type, index = task()
-        root = tempfile.mkdtemp(prefix=f"kerastoolkit-{task_type}{index}-")
+        _remove_stale_worker_folders()
+        root = tempfile.mkdtemp(prefix=f"kerastoolkit-{task_type}{index}-pid{os.getpid()}-")
         _WORKER_TEMP.append(root)
         atexit.register(remove_worker_files)
     return _WORKER_TEMP[0]
@@ -98,7 +117,9 @@ def chief_path(path):
     Non-chief workers still run the callback (under a synchronous strategy
     every worker must take the same steps), but what they write goes to a
     folder that `remove_worker_files` deletes, which runs when the process
-    exits. The same `path` always maps to the same temporary path.
+    exits (a worker killed with SIGKILL cannot: the next worker started on
+    the machine removes the folders of processes that no longer run). The
+    same `path` always maps to the same temporary path.
 
     Args:
         path: a file or directory path (`str` or `os.PathLike`), or `None`.

@@ -141,10 +141,13 @@ def strategy(kind="auto", verbose=1):
         result = tf.distribute.MirroredStrategy()
     else:
         result = tf.distribute.get_strategy()
+    name = type(result).__name__
+    if isinstance(result, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     task_type, index = cluster.task()
     where = f", task {task_type}:{index} of {cluster.num_workers()}" if task_type else ""
     message = (
-        f"kerastoolkit.distribute.strategy: {type(result).__name__} "
+        f"kerastoolkit.distribute.strategy: {name} "
         f"(kind={kind!r}), {result.num_replicas_in_sync} replica(s){where}"
     )
     logger.info(message)

@@ -86,8 +86,17 @@ def test_worker_temp_folder_removed_when_process_exits(tmp_path):
         {"cluster": TWO, "task": {"type": "worker", "index": 1}}))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, check=True).stdout.strip()
-    assert out.startswith(os.path.join(os.path.dirname(out), "kerastoolkit-worker1-"))
+    assert out.startswith(os.path.join(os.path.dirname(out), "kerastoolkit-worker1-pid"))
     assert not os.path.exists(out)
+    # A folder left by a killed worker (its pid no longer runs) is removed by the next.
+    import tempfile
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tempfile.mkdtemp(prefix=f"kerastoolkit-worker1-pid{dead}-")
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                   timeout=60, check=True)
+    assert not os.path.exists(stale)
 
 
 @requires_tensorflow
