@@ -14,7 +14,7 @@ import pytest
 from tests.harness import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JAX_SUITES = ["tests/schedules", "tests/optimizers", "tests/layers", "tests/initializers", "tests/losses"]
+JAX_SUITES = ["tests/schedules", "tests/optimizers", "tests/compat", "tests/layers", "tests/initializers", "tests/losses"]
 
 
 @pytest.mark.slow

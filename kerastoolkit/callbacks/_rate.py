@@ -218,6 +218,7 @@ class RateProgram:
             self.explicit_base = None
             self.top = None
             self._last = None
+            self._capture = None
 
     def _compose(self, base):
         rate = base

@@ -306,7 +306,11 @@ def run_continuation(cell, workdir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if cell["persistence"] == "keras_checkpoint":
-            model = keras.saving.load_model(os.path.join(workdir, "ckpt_2.keras"))
+            # Under the run's policy: Keras wraps the loaded optimizer in a
+            # LossScaleOptimizer only then (loaded under float32, Keras skips
+            # the saved optimizer variables with a warning).
+            with policy(cell):
+                model = keras.saving.load_model(os.path.join(workdir, "ckpt_2.keras"))
             model.fit(x, y, epochs=EPOCHS, initial_epoch=2,
                       callbacks=make_callbacks(cell, workdir, x), **fit_kwargs())
         else:
