@@ -390,7 +390,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
             self.report.notes.append(
                 f"{self._lost_steps} steps were not recorded (ring buffer overrun)."
             )
-        if "chance_plateau" in self.report.codes:
+        if "chance_plateau" in self.report.codes or "not_training" in self.report.codes:
             _add_non_finite_weights(self.report, self.model)
         if self.log_dir:
             self.write(chief_path(self.log_dir), losses, epochs, batches)  # chief only
@@ -437,6 +437,27 @@ def _add_non_finite_weights(report, model):
             value = np.asarray(keras.ops.convert_to_numpy(v))
             if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
                 bad.append(f"{layer.name}/{v.name}")
+    if bad and "not_training" in report.codes and "chance_plateau" not in report.codes:
+        # A flat loss with NaN weights is the NaN-behind-ReLU collapse, early
+        # (before the loss had fallen enough to show a jump): name it so.
+        from kerastoolkit.diagnostics.curves import ADVICE
+        from kerastoolkit.diagnostics.report import CODES
+        from kerastoolkit.diagnostics.report import Finding
+
+        i = report.codes.index("not_training")
+        flat = report.findings[i]
+        level = flat.evidence.get("end")
+        evidence = dict(flat.evidence, level=level)
+        chance = ""
+        if isinstance(level, float) and level > 0:
+            classes = int(round(math.exp(level)))
+            if classes >= 2 and abs(level - math.log(classes)) < 0.01 * math.log(classes):
+                evidence["chance_classes"] = classes
+                chance = f" (ln {classes}: a uniform guess over {classes} classes)"
+        report.findings[i] = Finding(
+            "chance_plateau", CODES["chance_plateau"],
+            f"The training loss stayed flat at {level:.4g}{chance}.", ADVICE["chance_plateau"],
+            evidence)
     for f in report.findings:
         if f.code == "chance_plateau":
             f.evidence["non_finite_weights"] = bad
