@@ -103,7 +103,8 @@ def lsuv(model, x_batch, tol=0.1, max_iter=10, seed=None):
     ```python
     import keras
     import kerastoolkit as kt
-    x, y = kt.data.load("digits", split="train")
+    x, y = kt.data.load("digits", split="train", as_numpy=True)
+    x = x.reshape(len(x), -1)
     model = keras.Sequential([keras.Input((64,))]
                              + [keras.layers.Dense(64, activation="relu") for _ in range(8)]
                              + [keras.layers.Dense(10)])
