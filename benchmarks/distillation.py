@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=0.1)
     args = parser.parse_args()
     (x, y), (xt, yt) = load_fashion(args.train, 2000, images=False)
     hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -80,7 +81,7 @@ def main():
                 student.fit(x, y, **fit)
                 return accuracy(student, xt, yt)
             if kind == "live":
-                d = kt.models.Distiller(teacher, student, temperature=T, alpha=0.1)
+                d = kt.models.Distiller(teacher, student, temperature=T, alpha=args.alpha)
                 d.compile(keras.optimizers.Adam(1e-3), hard)
                 d.fit(x, y, **fit)
                 return accuracy(student, xt, yt)
@@ -93,7 +94,7 @@ def main():
                 q = kt.models.soft_targets(probs, x, temperature=T, teacher_outputs="probabilities")
             path = os.path.join(tempfile.mkdtemp(), "q.npy")
             np.save(path, q)
-            d = kt.models.Distiller(None, student, temperature=T, alpha=0.1)
+            d = kt.models.Distiller(None, student, temperature=T, alpha=args.alpha)
             d.compile(keras.optimizers.Adam(1e-3), hard)
             d.fit(x, (y, np.load(path)), **fit)
             return accuracy(student, xt, yt)
@@ -102,7 +103,7 @@ def main():
             results[kind].append(student_run(kind))
         print(seed, {k: round(v[-1], 4) for k, v in results.items()}, flush=True)
     t, a = np.mean(results["teacher"]), np.mean(results["alone"])
-    print(f"\n{args.seeds} seeds, {args.train} training examples, {args.epochs} epochs, T={T}, alpha=0.1\n")
+    print(f"\n{args.seeds} seeds, {args.train} training examples, {args.epochs} epochs, T={T}, alpha={args.alpha}\n")
     print("| model | test accuracy | gap recovered |\n| --- | ---: | ---: |")
     for kind, values in results.items():
         gap = "" if kind in ("teacher", "alone") else f"{(np.mean(values) - a) / (t - a):.2f}"
