@@ -272,3 +272,16 @@ def test_compile_adds_the_l2_penalty(digits):
     kernels = [layer.kernel.numpy() for layer in model.layers]
     expected = sum(1e-3 * np.sum(k**2) for k in kernels)
     assert float(sum(keras.ops.convert_to_numpy(l) for l in model.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_swa_and_precise_bn_fields_build_their_callbacks():
+    x = np.zeros((8, 64), "float32")
+    recipe = kt.presets.get("adam", swa={"start_fraction": 0.75, "frequency": 2}, precise_bn={"num_batches": 3})
+    swa, precise, plateau, stopping = recipe.callbacks(epochs=8, data=x)
+    assert isinstance(swa, kt.callbacks.SWA) and swa.start_epoch == 6 and swa.frequency == 2
+    assert isinstance(precise, kt.callbacks.PreciseBatchNorm) and precise.num_batches == 3
+    assert isinstance(plateau, kt.callbacks.PlateauDecay) and isinstance(stopping, keras.callbacks.EarlyStopping)
+    with pytest.raises(ValueError, match="Received: data=None"):
+        recipe.callbacks(epochs=8)
+    with pytest.raises(ValueError, match=r"`swa.start_fraction`.*Received: swa.start_fraction=1.5"):
+        kt.presets.get("adam", swa={"start_fraction": 1.5})
