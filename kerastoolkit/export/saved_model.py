@@ -7,6 +7,8 @@ import tempfile
 
 import keras
 
+from kerastoolkit.distribute.cluster import chief_path
+
 _VERSION = re.compile(r"^[0-9]+$")
 
 
@@ -55,6 +57,7 @@ def saved_model(model, root, version=None, verbose=False):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     if version is not None and (not isinstance(version, int) or version <= 0):
         raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
+    root = chief_path(root)  # under a multi-worker strategy, only the chief's export stays
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=root)
     try:
