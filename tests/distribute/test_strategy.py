@@ -1,6 +1,5 @@
 """Strategy selection, the chief, per-worker paths, and the multi-worker compat guard."""
 
-import importlib.util
 import json
 import logging
 import os
