@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -47,7 +46,6 @@ def _worker(spec):
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration()] * spec.get("devices", 1))
     import keras
-    import numpy as np
     from sklearn.datasets import load_digits
 
     import kerastoolkit as kt

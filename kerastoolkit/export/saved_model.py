@@ -27,6 +27,8 @@ import tempfile
 import keras
 import numpy as np
 
+from kerastoolkit.distribute.cluster import chief_path
+
 _VERSION = re.compile(r"^[0-9]+$")
 
 INPUT_NAME = "inputs"
@@ -253,6 +255,7 @@ def saved_model(
         raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
     if isinstance(warmup_requests, bool) or not isinstance(warmup_requests, int) or warmup_requests < 0:
         raise ValueError(f"`warmup_requests` must be an integer >= 0. Received: warmup_requests={warmup_requests!r}")
+    directory = chief_path(directory)  # under a multi-worker strategy, only the chief's export stays
     if version is not None and os.path.exists(os.path.join(directory, str(version))):
         raise ValueError(f"Version {version} already exists in {directory}. Received: version={version}")
     layers = _layers(preprocessing)

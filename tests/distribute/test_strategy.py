@@ -1,6 +1,5 @@
 """Strategy selection, the chief, per-worker paths, and the multi-worker compat guard."""
 
-import importlib.util
 import json
 import logging
 import os
@@ -201,3 +200,16 @@ def test_enable_disable_and_single_worker_unchanged(mirrored_strategy):
     for a, b in zip(plain[0], fixed[0]):
         np.testing.assert_array_equal(a, b)
     assert plain[1] == fixed[1]
+
+
+@requires_tensorflow
+def test_export_on_a_non_chief_goes_to_its_temporary_folder(monkeypatch, tmp_path):
+    _tf_config(monkeypatch, TWO, "worker", 1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = kt.export.saved_model(model, tmp_path / "savedmodels")
+    assert not (tmp_path / "savedmodels").exists()
+    assert path.startswith(cluster._WORKER_TEMP[0]) and os.path.isdir(path)
+    kt.distribute.remove_worker_files()
+    _tf_config(monkeypatch, TWO, "worker", 0)  # the chief writes where it is asked
+    assert kt.export.saved_model(model, tmp_path / "savedmodels") == str(
+        tmp_path / "savedmodels" / "1")
