@@ -78,7 +78,7 @@ def tail(logs, n=3000):
     return "\n".join(out)
 
 
-def run_cluster(root, workers=2, epochs=4, kill_at=None, timeout=240):
+def run_cluster(root, workers=2, epochs=4, kill_at=None, timeout=600):
     """Trains on `workers` local workers; `kill_at=(epoch, batch, worker)` kills one."""
     ports = free_ports(workers)
     specs = [dict(root=str(root), index=i, ports=ports, epochs=epochs, kill_at=kill_at)
@@ -86,6 +86,6 @@ def run_cluster(root, workers=2, epochs=4, kill_at=None, timeout=240):
     return run_processes(specs, os.path.join(root, "logs"), timeout)
 
 
-def run_single(root, epochs=4, timeout=240):
+def run_single(root, epochs=4, timeout=600):
     spec = dict(root=str(root), index=None, ports=[], epochs=epochs)
     return run_processes([spec], os.path.join(root, "logs"), timeout)
