@@ -34,9 +34,9 @@ def test_distillation_example():
 @requires_tensorflow
 @pytest.mark.slow
 def test_tta_example(tmp_path):
-    line = run("tta.py", "--epochs", "6", "--out", str(tmp_path / "m"))
+    line = run("tta.py", "--epochs", "10", "--out", str(tmp_path / "m"))
     centre = float(line.split("centre crop ")[1].split(";")[0])
     five = float(line.split("5-crop TTA ")[1].split(";")[0])
-    assert centre > 0.85 and five > 0.85, line
+    assert centre > 0.85 and five > 0.85, line  # 0.975 and 0.981 measured
     assert float(line.split("= ")[-1]) < 1e-5, line
     assert os.path.exists(tmp_path / "m" / "1" / "saved_model.pb")
