@@ -53,6 +53,8 @@ MIN_SPLIT_EXAMPLES = 100
 MAX_EPOCHS = 10_000
 MAX_LEARNING_RATE = 10.0  # the top of a learning-rate range test
 MAX_SEED = 2**32 - 1  # what NumPy's legacy seeding accepts
+STRATEGIES = ("auto", "mirrored", "multi_worker", "none")  # kt.distribute.strategy's kinds
+IMAGE_DATASETS = ("digits", "fashion_mnist")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -244,6 +246,41 @@ def _add_train(subparsers):
         ),
     )
     train.add_argument(
+        "--augment",
+        metavar="POLICY",
+        default=None,
+        help=(
+            "augmentation policy for the image datasets (kt.data.augmentation): geometric, "
+            "photometric, other, randaugment, autoaugment or a timm string such as rand-m9-n2; "
+            "none turns it off (default: the preset's, none for most)"
+        ),
+    )
+    train.add_argument(
+        "--preflight",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help=(
+            "before training, run kt.preflight's checks (loss at initialisation, labels, inputs, "
+            "data order, overfitting one batch, ...) on copies of the model and stop on errors; "
+            "costs about 40%% of the default digits run (default: off)"
+        ),
+    )
+    train.add_argument(
+        "--explain",
+        type=_integer(1, 64),
+        metavar="N",
+        help="also write explanations.png: saliency and Grad-CAM maps of the first N test images (image datasets)",
+    )
+    train.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help=(
+            "tf.distribute strategy (kt.distribute.strategy): auto picks a TPU, a TF_CONFIG cluster "
+            "(multi_worker), several GPUs (mirrored) or one device (none) (default: auto)"
+        ),
+    )
+    train.add_argument(
         "--out",
         type=_output_folder,
         metavar="DIR",
@@ -294,6 +331,9 @@ def _validate_train(args, parser):
         parser.error("argument --snapshots: does not combine with --warmup-epochs (a warmup shifts the cycles)")
     if args.snapshots and args.snapshots > epochs:
         parser.error(f"argument --snapshots: must be at most the number of epochs ({epochs}), got {args.snapshots}")
+    for flag, value in (("--augment", args.augment not in (None, "none")), ("--explain", args.explain)):
+        if value and args.dataset not in IMAGE_DATASETS:
+            parser.error(f"argument {flag}: needs an image dataset ({', '.join(IMAGE_DATASETS)}), got --dataset {args.dataset}")
     if args.warmup_epochs and args.warmup_epochs >= epochs:
         parser.error(
             f"argument --warmup-epochs: must be fewer than the number of epochs ({epochs}), "
@@ -374,6 +414,75 @@ def _validate_diagnose(args, parser):
             parser.error(problem)
 
 
+# -- presets and export ------------------------------------------------------
+
+
+def _add_presets(subparsers):
+    return subparsers.add_parser(
+        "presets",
+        help="list the training recipes of kt.presets, with their sources",
+        description=(
+            "List every named training recipe (kt.presets.list()): its name, what it does and "
+            "its source. `kerastoolkit train --preset NAME` trains with one; `--preset FILE.yaml` "
+            "with a recipe of your own (kt.presets.load)."
+        ),
+    )
+
+
+def run_presets(args):
+    """Prints `kt.presets.format_list()`."""
+    from kerastoolkit.presets import format_list
+
+    print(format_list())
+    return 0
+
+
+def _add_export(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="export a saved Keras model (.keras) as a SavedModel for TensorFlow Serving",
+        description=(
+            "Export MODEL.keras with kt.export.saved_model to OUT/<next version>/: a "
+            "serving_default signature (input 'inputs'; outputs 'probabilities', "
+            "'top_k_indices', 'top_k_scores' and, with --class-names, 'top_k_class_names'), "
+            "a metadata asset and TensorFlow Serving warmup requests. The export is reloaded "
+            "and checked against the Keras model before the version folder appears."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL.keras", help="a model saved with model.save('....keras')")
+    parser.add_argument(
+        "--out", type=_output_folder, required=True, metavar="DIR",
+        help="export root; the model goes to OUT/<next version>/",
+    )
+    parser.add_argument(
+        "--class-names", metavar="NAMES", default=None,
+        help="comma-separated class names, one per output class (e.g. 0,1,2,...)",
+    )
+    return parser
+
+
+def _validate_export(args, parser):
+    if os.path.isdir(args.model) or not os.path.isfile(args.model):
+        parser.error(f"argument MODEL.keras: {args.model!r} is not a file")
+    if not args.model.endswith(".keras"):
+        parser.error(f"argument MODEL.keras: expected a .keras file, got {args.model!r}")
+    if args.class_names is not None and not all(n.strip() for n in args.class_names.split(",")):
+        parser.error(f"argument --class-names: empty name in {args.class_names!r}")
+
+
+def run_export(args):
+    """Runs `kerastoolkit export` (`kt.export.export_keras_file`)."""
+    from kerastoolkit.export import export_keras_file
+
+    class_names = None if args.class_names is None else [n.strip() for n in args.class_names.split(",")]
+    try:
+        path = export_keras_file(args.model, args.out, class_names=class_names)
+    except (ValueError, TypeError, RuntimeError) as error:
+        return _fail(f"cannot export {args.model!r}: {error}")
+    print(f"SavedModel: {path}")
+    return 0
+
+
 # -- the command table -------------------------------------------------------
 
 
@@ -399,6 +508,8 @@ class Command:
 
 COMMANDS = {
     "train": Command(_add_train, "kerastoolkit.cli:run_train", _validate_train, needs_tensorflow=True),
+    "presets": Command(_add_presets, "kerastoolkit.cli:run_presets", needs_tensorflow=True),
+    "export": Command(_add_export, "kerastoolkit.cli:run_export", _validate_export, needs_tensorflow=True),
     # kerastoolkit.diagnostics imports Keras, hence TensorFlow: quietly.
     "diagnose": Command(_add_diagnose, "kerastoolkit.diagnostics.cli:run", _validate_diagnose,
                         needs_tensorflow=True),
