@@ -230,6 +230,14 @@ PRESETS = {
 # Immutability and validation.
 
 
+def _all_layers(model):
+    """Every layer of `model`, nested models' layers included (public `layers` only)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def _freeze(value):
     """A deep read-only copy: dicts become mapping proxies, lists tuples."""
     if isinstance(value, (dict, types.MappingProxyType)):
@@ -391,7 +399,9 @@ class Recipe:
             _check_field(field, self.config[field])  # raises naming it
         config = dict(DEFAULT_CONFIG, **_thaw(self.config))
         _check_config(config)
-        object.__setattr__(self, "config", _freeze(config))
+        # A frozen dataclass: the normalised config goes straight into the
+        # instance dictionary, once, here.
+        self.__dict__["config"] = _freeze(config)
 
     def replace(self, **overrides):
         """A new recipe with some config fields replaced (see `get`)."""
@@ -673,7 +683,7 @@ class Recipe:
             raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
         l2 = self.config["l2"]
         if l2:
-            for layer in model._flatten_layers() if hasattr(model, "_flatten_layers") else model.layers:
+            for layer in _all_layers(model):
                 kernel = getattr(layer, "kernel", None)
                 if kernel is not None and getattr(kernel, "regularizer", None) is None and kernel.trainable:
                     kernel.regularizer = keras.regularizers.L2(l2)
