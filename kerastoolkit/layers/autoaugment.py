@@ -144,7 +144,12 @@ class AutoAugment(keras.layers.Layer):
 
             return apply
 
-        return keras.ops.switch(index, [branch(sub) for sub in self._sub_policies], images)
+        branches = [branch(sub) for sub in self._sub_policies]
+        try:  # eager: run only the drawn sub-policy (JAX's switch would compile all 25)
+            chosen = int(keras.ops.convert_to_numpy(index))
+        except Exception:  # noqa: BLE001  (traced: a graph tensor or a JAX tracer)
+            return keras.ops.switch(index, branches, images)
+        return branches[chosen](images)
 
     def compute_output_shape(self, input_shape):
         return input_shape
