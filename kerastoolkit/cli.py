@@ -55,6 +55,11 @@ MAX_LEARNING_RATE = 10.0  # the top of a learning-rate range test
 MAX_SEED = 2**32 - 1  # what NumPy's legacy seeding accepts
 STRATEGIES = ("auto", "mirrored", "multi_worker", "none")  # kt.distribute.strategy's kinds
 IMAGE_DATASETS = ("digits", "fashion_mnist")
+# The names served beside the class indices (the Fashion-MNIST README's labels).
+CLASS_NAMES = {
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,9 +191,10 @@ def _add_train(subparsers):
         default="adam",
         metavar="NAME",
         help=(
-            "training recipe from kt.presets: optimizer, schedule, warmup and callbacks; "
-            "adam, karpathy_adam, sgd_warmup_cosine or snapshot_ensemble "
-            "(default: adam; the flags below override its parts)"
+            "training recipe: a kt.presets name (adam, karpathy_adam, sgd_warmup_cosine, "
+            "snapshot_ensemble, sgd_momentum_step, goyal_large_batch, cosine_warmup_adamw, swats, "
+            "lookahead_adam, fast; `kerastoolkit presets` describes them) or a recipe file "
+            "(.yaml/.json, kt.presets.load); the flags below override its parts (default: adam)"
         ),
     )
     train.add_argument(
@@ -581,37 +587,41 @@ def _import_tensorflow_quietly():
 # -- train: the run ------------------------------------------------------------
 
 
-def _recipe(kt, args, has_validation):
-    """The preset with the command line's overrides applied."""
-    recipe = kt.presets.get(args.preset)
-    config = dict(recipe.config)
+def _recipe(recipe, args, has_validation):
+    """The recipe with the command line's overrides applied (`Recipe.replace`)."""
+    config = recipe.config
+    overrides = {}
     if args.learning_rate is not None:
-        config["learning_rate"] = args.learning_rate
-        config["reference_batch_size"] = None  # the rate given is the rate used
+        overrides["learning_rate"] = args.learning_rate  # the rate given is the rate used
     if args.warmup_epochs is not None:
-        config["warmup_epochs"] = args.warmup_epochs
+        overrides["warmup_epochs"] = args.warmup_epochs
     if args.plateau_patience is not None:
-        config["plateau"] = (
-            dict(config["plateau"] or {"monitor": "val_loss", "factor": 0.1}, patience=args.plateau_patience)
+        overrides["plateau"] = (
+            dict(config["plateau"] or kt_presets_defaults()["plateau"], patience=args.plateau_patience)
             if args.plateau_patience
             else None
         )
     if args.early_stopping_patience is not None:
-        config["early_stopping"] = (
-            dict(
-                config["early_stopping"] or {"monitor": "val_loss", "restore_best_weights": True},
-                patience=args.early_stopping_patience,
-            )
+        overrides["early_stopping"] = (
+            dict(config["early_stopping"] or kt_presets_defaults()["early_stopping"],
+                 patience=args.early_stopping_patience)
             if args.early_stopping_patience
             else None
         )
     if args.snapshots is not None:
         # The cycles restart from the base rate: no other schedule, no warmup
         # (it would shift the cycles off the epoch ends), no early stopping.
-        config.update(snapshots=args.snapshots, schedule="cyclic_cosine", warmup_epochs=0, early_stopping=None)
+        overrides.update(snapshots=args.snapshots, schedule="cyclic_cosine", warmup_epochs=0, early_stopping=None)
     if not has_validation:  # nothing to monitor
-        config.update(plateau=None, early_stopping=None)
-    return dataclasses.replace(recipe, config=config)
+        overrides.update(plateau=None, early_stopping=None)
+    return recipe.replace(**overrides) if overrides else recipe
+
+
+def kt_presets_defaults():
+    """The library's plateau decay and early stopping (`kt.presets`), for flags that add them."""
+    from kerastoolkit import presets
+
+    return {"plateau": dict(presets.DEFAULT_PLATEAU), "early_stopping": dict(presets.DEFAULT_EARLY_STOPPING)}
 
 
 def _new_folders(path):
@@ -666,14 +676,22 @@ def run_train(args):
     import kerastoolkit as kt
 
     try:
-        recipe = kt.presets.get(args.preset)
-    except ValueError as error:
+        recipe = kt.presets.get(args.preset)  # a name, or a recipe file (.yaml/.json)
+    except (ValueError, KeyError, TypeError, OSError) as error:
         return _fail(f"argument --preset: {error}", 2)
     defaults = TRAIN_DEFAULTS[args.dataset]
-    epochs = args.epochs or defaults["epochs"]
-    batch_size = args.batch_size or defaults["batch_size"]
+    own = recipe.config["dataset"] == args.dataset  # the recipe's sizes are for its dataset
+    epochs = args.epochs or (own and recipe.config["epochs"]) or defaults["epochs"]
+    batch_size = args.batch_size or (own and recipe.config["batch_size"]) or defaults["batch_size"]
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     out = args.out or os.path.join("savedmodels", args.dataset)
+    images = args.dataset in IMAGE_DATASETS
+    policy = args.augment if args.augment is not None else recipe.config["augmentation"]
+    if policy == "none":
+        policy = None
+    if policy is not None and not images:
+        return _fail(f"preset {recipe.name!r} augments images ({policy}); {args.dataset} is not images: "
+                     "pass --augment none", 2)
 
     # Prepare the data before seeding (kt.data.prepare also leaves the random
     # state alone): the first run trains the same model as every later one.
@@ -682,36 +700,57 @@ def run_train(args):
     except FileNotFoundError as error:
         return _fail(str(error))
     keras.utils.set_random_seed(args.seed)
+    try:
+        strategy = kt.distribute.strategy(args.strategy, verbose=1 if verbose else 0)
+    except (ValueError, RuntimeError) as error:
+        return _fail(f"argument --strategy: {error}", 2)
     meta = kt.data.info(args.dataset)
-    x_train, y_train = kt.data.load(args.dataset, "train", as_numpy=True)
-    x_test, y_test = kt.data.load(args.dataset, "test", as_numpy=True)
+    # Images stay raw (uint8): the model standardizes them inside, so the
+    # exported SavedModel serves the pixels as they come.
+    x_train, y_train = kt.data.load(args.dataset, "train", as_numpy=True, raw=images)
+    x_test, y_test = kt.data.load(args.dataset, "test", as_numpy=True, raw=images)
     n_val = int(round(len(x_train) * args.validation_fraction))
     validation = (x_train[:n_val], y_train[:n_val]) if n_val else None
-    x_fit = x_train[n_val:]
+    x_fit, y_fit = x_train[n_val:], y_train[n_val:]
     # A tf.data pipeline reshuffled every epoch (fit(numpy, shuffle=True) after
     # keras.utils.set_random_seed feeds the same order every epoch on TF).
-    train_data = kt.data.load(args.dataset, f"train[{n_val}:]", batch_size=batch_size, seed=args.seed)
+    train_data = kt.data.load(args.dataset, f"train[{n_val}:]", batch_size=batch_size, seed=args.seed, raw=images)
 
-    model = kt.models.default_classifier(
-        meta.input_shape, meta.num_classes, normalization_data=x_fit, name=f"{args.dataset}_classifier"
-    )
     description = recipe.description
-    recipe = _recipe(kt, args, has_validation=validation is not None)
+    recipe = _recipe(recipe, args, has_validation=validation is not None)
     steps_per_epoch = -(-len(x_fit) // batch_size)
-    model.compile(
-        optimizer=recipe.optimizer(steps_per_epoch=steps_per_epoch, epochs=epochs, batch_size=batch_size),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    previous_policy = keras.mixed_precision.global_policy()
+    if recipe.config["dtype_policy"]:
+        keras.mixed_precision.set_global_policy(recipe.config["dtype_policy"])
+    try:
+        with strategy.scope():
+            augmentation = None
+            if policy is not None:
+                try:
+                    augmentation = kt.data.augmentation_for(args.dataset, policy, raw=images, seed=args.seed)
+                except ValueError as error:
+                    return _fail(f"argument --augment: {error}", 2)
+            model = kt.models.default_classifier(
+                meta.input_shape, meta.num_classes, normalization_data=x_fit,
+                name=f"{args.dataset}_classifier", augmentation=augmentation, dropout=recipe.config["dropout"],
+            )
+            recipe.compile(model, steps_per_epoch=steps_per_epoch, epochs=epochs, batch_size=batch_size)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    if args.preflight:
+        report = kt.preflight.preflight_for_cli(model, x_fit, y_fit, batch_size=batch_size, shuffle=True)
+        if report.errors:
+            return _fail("preflight found errors (above): fix them, or train without --preflight")
     with _staging_folder(out) as staging:
-        callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"))
+        callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"), data=x_fit)
         # Last, so that its per-epoch log (the CSVLogger format) has the effective
         # learning rate PlateauDecay writes into the logs.
         diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"))
         callbacks.append(diagnostics)
         overrides = [
             f"--{flag.replace('_', '-')} {getattr(args, flag)}"
-            for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience", "snapshots")
+            for flag in ("learning_rate", "warmup_epochs", "plateau_patience", "early_stopping_patience",
+                         "snapshots", "augment")
             if getattr(args, flag) is not None
         ]
         print(f"preset {recipe.name}: {description}")
@@ -735,7 +774,15 @@ def run_train(args):
         test_loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities)))
         print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
 
-        version_dir = kt.export.saved_model(model, out)
+        version_dir = kt.export.saved_model(
+            model, out,
+            class_names=CLASS_NAMES.get(args.dataset, [str(c) for c in range(meta.num_classes)]),
+            metadata={
+                "dataset": args.dataset, "recipe": recipe, "seed": args.seed, "epochs": epochs,
+                "batch_size": batch_size, "augmentation": policy,
+                "metrics": {"test_accuracy": test_accuracy, "test_loss": test_loss},
+            },
+        )
         model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
         # The diagnosis beside it, under the names CurveDiagnostics gives its
         # files: epochs.csv, steps.csv, report.json, curves.png (statistics.json
@@ -743,8 +790,12 @@ def run_train(args):
         written = sorted(os.listdir(diagnostics.log_dir))
         for name in written:
             os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, name))
+        if args.explain:
+            kt.diagnostics.explain(model, x_test[: args.explain], os.path.join(version_dir, "explanations.png"),
+                                   max_images=args.explain)
+            written.append("explanations.png")
         print(diagnostics.report)
-        print(f"SavedModel: {version_dir}  (model.keras, {', '.join(written)} beside it)")
+        print(f"SavedModel: {version_dir}  (model.keras, {', '.join(sorted(written))} beside it)")
     return 0
 
 

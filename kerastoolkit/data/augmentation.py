@@ -28,6 +28,8 @@ import re
 
 import keras
 
+from kerastoolkit.layers.augmentation import RandomShear
+
 POLICIES = ("geometric", "photometric", "other", "randaugment", "autoaugment")
 
 # Each policy's overridable settings and their defaults.
@@ -168,7 +170,7 @@ def augmentation(
             layers.append(keras.layers.RandomRotation(settings["rotation"], seed=next_seed(), **fill))
         if settings["shear"]:
             layers.append(
-                keras.layers.RandomShear(settings["shear"], settings["shear"], seed=next_seed(), **fill)
+                RandomShear(settings["shear"], settings["shear"], seed=next_seed(), **fill)  # reloads, unlike Keras 3.15's
             )
         if settings["translation"]:
             t = settings["translation"]

@@ -11,6 +11,7 @@ from kerastoolkit.layers.augmentation import MultiCrop
 from kerastoolkit.layers.augmentation import RandomGaussianNoise
 from kerastoolkit.layers.augmentation import RandomJpegQuality
 from kerastoolkit.layers.augmentation import RandomLensDistortion
+from kerastoolkit.layers.augmentation import RandomShear
 from kerastoolkit.layers.augmentation import SaltAndPepperNoise
 from kerastoolkit.layers.augmentation import TrainingOnly
 from kerastoolkit.layers.autoaugment import AutoAugment

@@ -510,3 +510,29 @@ class TrainingOnly(keras.layers.Layer):
         config = dict(config)
         config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class RandomShear(keras.layers.RandomShear):
+    """`keras.layers.RandomShear` whose saved config loads again.
+
+    Keras 3.15's `RandomShear(x_factor=f)` stores `x_factor=(-f, f)` in its
+    config, which its own constructor then rejects ("The `factor` argument
+    should be a number ... in the range [0, 1.0]"): a model holding it
+    cannot be reloaded from `.keras`, cloned or copied. This subclass writes
+    the symmetric range back as the number `f`. Everything else is Keras's.
+
+    Args:
+        x_factor, y_factor, **kwargs: as `keras.layers.RandomShear`.
+
+    Example:
+    >>> shear = kt.layers.RandomShear(0.1, 0.1, seed=0)
+    """
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("x_factor", "y_factor"):
+            value = config.get(key)
+            if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == -value[1]:
+                config[key] = float(value[1])
+        return config

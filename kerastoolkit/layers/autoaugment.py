@@ -3,6 +3,7 @@
 import keras
 
 from kerastoolkit import _checks
+from kerastoolkit.layers.augmentation import RandomShear
 
 # Cubuk et al. 2019, Appendix, the ImageNet policy: 25 sub-policies of two
 # operations (name, probability, magnitude level 0-9; None: no magnitude).
@@ -41,7 +42,7 @@ def _core_layer(name, level, value_range, seed):
     if name == "rotate":  # up to 30 degrees
         return keras.layers.RandomRotation(30.0 * v / 360.0, fill_mode="constant", seed=seed)
     if name == "shear_x":  # up to 0.3
-        return keras.layers.RandomShear(x_factor=0.3 * v, y_factor=0.0, fill_mode="constant", seed=seed)
+        return RandomShear(x_factor=0.3 * v, y_factor=0.0, fill_mode="constant", seed=seed)
     if name == "posterize":  # 8 - round(level / 2.25) bits, at least 1 kept... Keras keeps `factor` bits
         return keras.layers.RandomPosterization(max(1, 8 - round(level / 2.25)), value_range=value_range, seed=seed)
     if name == "solarize":  # threshold from the top of the range down to 0
