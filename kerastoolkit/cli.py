@@ -189,7 +189,7 @@ def _add_train(subparsers):
     train.add_argument(
         "--preset",
         default="adam",
-        metavar="NAME",
+        metavar="NAME|FILE",
         help=(
             "training recipe: a kt.presets name (adam, karpathy_adam, sgd_warmup_cosine, "
             "snapshot_ensemble, sgd_momentum_step, goyal_large_batch, cosine_warmup_adamw, swats, "

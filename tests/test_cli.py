@@ -138,6 +138,13 @@ BAD_VALUES = [
     (["--verbose", "3"], "argument --verbose: invalid choice: 3 (choose from 0, 1, 2)"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--out", "/dev/null/models"], "argument --out: cannot create '/dev/null/models': '/dev/null' is a file"),
+    (["--augment", "geometric", "--dataset", "mnist1d"],
+     "argument --augment: needs an image dataset (digits, fashion_mnist), got --dataset mnist1d"),
+    (["--explain", "2", "--dataset", "mnist1d"],
+     "argument --explain: needs an image dataset (digits, fashion_mnist), got --dataset mnist1d"),
+    (["--explain", "0"], "argument --explain: " + _INTEGER.format(low=1, high=64, value="0")),
+    (["--explain", "inf"], "argument --explain: " + _INTEGER.format(low=1, high=64, value="'inf'")),
+    (["--strategy", "tpu2"], "argument --strategy: invalid choice: 'tpu2'"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ]
 
@@ -213,7 +220,7 @@ _LAUNCHER = textwrap.dedent(
         (["train", "--dataset", "cifar"], 2,
          "kerastoolkit: error: argument --dataset: invalid choice: 'cifar' "
          "(choose from 'digits', 'fashion_mnist', 'mnist1d')\n"),
-        (["trian"], 2, "kerastoolkit: error: argument COMMAND: invalid choice: 'trian' (choose from 'train', 'diagnose')\n"),
+        (["trian"], 2, "kerastoolkit: error: argument COMMAND: invalid choice: 'trian' (choose from 'train', 'presets', 'export', 'diagnose')\n"),
         (["diagnose", "/"], 2,
          "kerastoolkit: error: EPOCHS.csv '/' is a folder, not a CSV file (give the file inside it, e.g. '/epochs.csv')\n"),
     ],
@@ -261,12 +268,13 @@ def test_train_digits_exports_versions_that_serve_the_same_probabilities(tmp_pat
     import kerastoolkit as kt
 
     out = str(tmp_path / "digits")
-    assert cli.main(["train", "--dataset", "digits", "--out", out, "--verbose", "0"]) == 0
+    assert cli.main(["train", "--dataset", "digits", "--out", out, "--verbose", "0", "--explain", "3"]) == 0
     printed = capsys.readouterr().out
     accuracy = float(printed.split("test accuracy: ")[1].split()[0])
     assert accuracy >= 0.95, printed
     version = os.path.join(out, "1")
-    for name in ("saved_model.pb", "model.keras", "epochs.csv", "curves.png", "steps.csv", "report.json"):
+    for name in ("saved_model.pb", "model.keras", "epochs.csv", "curves.png", "steps.csv", "report.json",
+                 "explanations.png"):
         assert os.path.exists(os.path.join(version, name)), name
     assert "Curve diagnosis" in printed
     # The run's logs feed `kerastoolkit diagnose`, which agrees with the saved report.
@@ -279,26 +287,68 @@ def test_train_digits_exports_versions_that_serve_the_same_probabilities(tmp_pat
         rows = list(csv.DictReader(f))
     assert 1 <= len(rows) <= 30 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
 
-    x_test, y_test = kt.data.load("digits", "test", as_numpy=True)
+    x_test, y_test = kt.data.load("digits", "test", as_numpy=True, raw=True)  # the model takes raw pixels
     model = keras.saving.load_model(os.path.join(version, "model.keras"))
     expected = model.predict(x_test, verbose=0)
     served = kt.export.load(version)(x_test)
     assert np.max(np.abs(served - expected)) < 1e-5
     assert np.mean(np.argmax(served, axis=1) == y_test) == pytest.approx(accuracy, abs=1e-4)
 
-    assert cli.main(["train", "--out", out, "--epochs", "1", "--verbose", "0"]) == 0
+    # `kerastoolkit export` of the saved Keras model serves the same probabilities.
+    exported = str(tmp_path / "exported")
+    names = ",".join(str(d) for d in range(10))
+    assert cli.main(["export", os.path.join(version, "model.keras"), "--out", exported, "--class-names", names]) == 0
+    again = kt.export.load(os.path.join(exported, "1")).predict(x_test)
+    assert np.max(np.abs(again["probabilities"] - expected)) < 1e-5
+    np.testing.assert_array_equal(again["top_k_indices"][:, 0], np.argmax(expected, axis=1))
+
+    # A second run (with the preflight checks, which a healthy setup passes) writes version 2.
+    assert cli.main(["train", "--out", out, "--epochs", "1", "--verbose", "0", "--preflight"]) == 0
+    assert "Preflight" in capsys.readouterr().out
     assert os.path.exists(os.path.join(out, "2", "saved_model.pb"))
     assert sorted(os.listdir(out)) == ["1", "2"]
 
 
 @requires_tensorflow
 @pytest.mark.slow
-def test_train_fashion_mnist_one_epoch(tmp_path):
-    result = _run("train", "--dataset", "fashion_mnist", "--epochs", "1", "--out", str(tmp_path / "fm"), "--verbose", "2")
+def test_train_fashion_mnist_with_augmentation_serves_raw_uint8_images(tmp_path):
+    """Issue 8's end-to-end case: `--augment geometric` trains, exports and serves raw uint8 pixels."""
+    import kerastoolkit as kt
+
+    result = _run("train", "--dataset", "fashion_mnist", "--epochs", "1", "--augment", "geometric",
+                  "--out", str(tmp_path / "fm"), "--verbose", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
-    assert accuracy > 0.8  # one epoch of the 2-conv net; the published 2-conv baselines are 87.6-91.6%
-    assert os.path.exists(tmp_path / "fm" / "1" / "saved_model.pb")
+    assert accuracy > 0.75  # one augmented epoch of the 2-conv net; the published 2-conv baselines are 87.6-91.6%
+    version = str(tmp_path / "fm" / "1")
+    x_test, y_test = kt.data.load("fashion_mnist", "test", as_numpy=True, raw=True)
+    assert x_test.dtype == np.uint8
+    served = kt.export.load(version)
+    outputs = served.predict(x_test[:500])
+    served_accuracy = np.mean(np.argmax(outputs["probabilities"], axis=1) == y_test[:500])
+    assert served_accuracy > 0.7, served_accuracy
+    assert outputs["top_k_class_names"][0, 0].decode() in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    # The augmentation is off at inference: the same images give the same probabilities.
+    np.testing.assert_array_equal(served.predict(x_test[:64])["probabilities"], outputs["probabilities"][:64])
+
+
+def test_presets_command_lists_every_preset_with_its_source(capsys):
+    import kerastoolkit as kt
+
+    assert cli.main(["presets"]) == 0
+    printed = capsys.readouterr().out
+    for entry in kt.presets.list():
+        assert entry["name"] in printed and entry["source"] in printed
+
+
+def test_export_command_checks_its_model_file(tmp_path, capsys):
+    line = _error(["export", str(tmp_path), "--out", str(tmp_path / "out")], capsys)
+    assert line == f"kerastoolkit: error: argument MODEL.keras: {str(tmp_path)!r} is not a file"
+    other = tmp_path / "model.h5"
+    other.write_text("")
+    line = _error(["export", str(other), "--out", str(tmp_path / "out")], capsys)
+    assert "expected a .keras file" in line
 
 
 @requires_tensorflow
@@ -316,7 +366,7 @@ def test_train_with_warmup_plateau_and_snapshots_exports_the_ensemble(tmp_path, 
     version = os.path.join(out, "1")
     ensemble = keras.saving.load_model(os.path.join(version, "model.keras"))
     assert isinstance(ensemble, kt.models.Ensemble) and len(ensemble.members) == 3
-    x_test, _ = kt.data.load("digits", "test", as_numpy=True)
+    x_test, _ = kt.data.load("digits", "test", as_numpy=True, raw=True)
     served = kt.export.load(version)(x_test)
     assert np.max(np.abs(served - ensemble.predict(x_test, verbose=0))) < 1e-5
     with open(os.path.join(version, "epochs.csv")) as f:
