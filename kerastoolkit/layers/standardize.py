@@ -72,7 +72,9 @@ class Standardize(keras.layers.Layer):
     `Standardize` adds centring without scaling (`scale=False`), the mean
     image with a per-channel `σ` (`Normalization(axis=(1, 2, 3))` divides
     each pixel by its own `σ`), float64 accumulation, and an error when it is
-    used before `adapt()` (`Normalization` silently uses mean 0, variance 1).
+    used before `adapt()` (`Normalization` silently uses mean 0, variance 1;
+    the check runs eagerly and in TensorFlow-traced functions, not inside a
+    JAX-traced `predict`).
 
     Args:
         mode: `"per_channel"` or `"mean_image"`. Defaults to `"per_channel"`.
