@@ -117,8 +117,11 @@ class LRFinder(keras.callbacks.Callback):
         steps = (self.params or {}).get("steps")
         self._n = min(self.num_steps, int(steps)) if steps else self.num_steps
         self._weights = [np.array(w, copy=True) for w in model.get_weights()]
+        outer = model.optimizer  # wrappers' own state too (Lookahead, GradientNoise...)
+        if not outer.built:
+            outer.build(model.trainable_variables)
         self._opt_values = [
-            np.array(keras.ops.convert_to_numpy(v), copy=True) for v in optimizer.variables
+            np.array(keras.ops.convert_to_numpy(v), copy=True) for v in outer.variables
         ]
         self._lr_obj = _keras_compat.learning_rate_object(optimizer)
         self._was_variable = isinstance(self._lr_obj, keras.Variable)
@@ -196,7 +199,7 @@ class LRFinder(keras.callbacks.Callback):
             optimizer.learning_rate = self._lr_obj
             _common.retrace(model)
         model.set_weights(self._weights)
-        for variable, value in zip(optimizer.variables, self._opt_values):
+        for variable, value in zip(model.optimizer.variables, self._opt_values):
             variable.assign(value)
 
     # --- results ---------------------------------------------------------
