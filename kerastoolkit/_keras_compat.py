@@ -230,12 +230,13 @@ class ScheduledHyperparameter(keras.Variable):
 
 
 # --------------------------------------------------------------------------
-# Patched train step (kt.callbacks.CurveDiagnostics: the batch of the first
-# non-finite loss)
+# Patched train step (kt.callbacks.CurveDiagnostics and the LR finder: each
+# step's own loss and batch size, the batch of the first non-finite loss)
 # --------------------------------------------------------------------------
 # Why: Keras has no public hook *inside* the compiled train step; a callback
-# sees the logs after the step, not the batch. To keep the input batch of the
-# first non-finite loss, the model's `train_step` is wrapped on the instance
+# sees the logs after the step (a running mean), not the batch. To record each
+# step's own loss and the input batch of the first non-finite loss
+# (`kerastoolkit/diagnostics/recorder.py`), the model's `train_step` is wrapped on the instance
 # and the traced `train_function` dropped so that `fit` retraces with it.
 # Keras's `make_train_function` calls `self.train_step` (an instance attribute
 # shadows the method) and rebuilds when `train_function` is `None`

@@ -124,8 +124,7 @@ class StepRecorder:
                 _capture(tf, holder, data, own)
             return logs
 
-        model.train_step = train_step
-        model.train_function = None  # rebuild with the wrapped step
+        _keras_compat.wrap_train_step(model, lambda _original: train_step)  # fit retraces with it
         model._kt_step_recorder = self
         self.model = model
         self._holder = holder
@@ -170,9 +169,7 @@ class StepRecorder:
         if holder["nan_flag"] is not None and bool(holder["nan_flag"].numpy()):
             leaves = [None if v is None else v.numpy() for v in holder["nan_vars"]]
             batch = keras.tree.pack_sequence_as(holder["structure"], leaves)
-        if "train_step" in vars(model):
-            del model.train_step
-        model.train_function = None
+        _keras_compat.unwrap_train_step(model)
         model._kt_step_recorder = None
         return batch
 
