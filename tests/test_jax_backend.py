@@ -28,7 +28,7 @@ def test_schedules_and_optimizers_pass_on_the_jax_backend():
     suites = [s for s in JAX_SUITES if os.path.isdir(os.path.join(ROOT, s))]
     assert suites, "no schedule or optimizer tests found"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *suites],
         cwd=ROOT,
         env=env,
         capture_output=True,
