@@ -701,9 +701,11 @@ def run_train(args):
         return _fail(str(error))
     keras.utils.set_random_seed(args.seed)
     try:
-        strategy = kt.distribute.strategy(args.strategy, verbose=1 if verbose else 0)
+        strategy = kt.distribute.strategy(args.strategy, verbose=0)
     except (ValueError, RuntimeError) as error:
         return _fail(f"argument --strategy: {error}", 2)
+    if strategy.num_replicas_in_sync > 1 or args.strategy not in ("auto", "none"):
+        print(f"strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
     meta = kt.data.info(args.dataset)
     # Images stay raw (uint8): the model standardizes them inside, so the
     # exported SavedModel serves the pixels as they come.
