@@ -107,4 +107,4 @@ def test_every_python_block_runs(tmp_path):
     # What the blocks say they write is there.
     for name in ("epochs.csv", "steps.csv", "report.json", "curves.png", "statistics.json"):
         assert (work / "runs" / "digits" / name).exists(), name
-    assert (work / "savedmodels" / "digits" / "1" / "saved_model.pb").exists()
+    assert (work / "savedmodels" / "digits_readme" / "1" / "saved_model.pb").exists()

@@ -344,6 +344,9 @@ def _inner(model):
 
 
 def _input_shape(model):
+    tta_shape = getattr(model, "tta_input_shape", None)  # a TTA wrapper takes the larger images of its crops
+    if tta_shape is not None:
+        return tuple(tta_shape)
     inputs = getattr(model, "inputs", None)
     if inputs:
         shape = tuple(inputs[0].shape[1:])

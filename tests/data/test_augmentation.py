@@ -107,4 +107,4 @@ def test_default_classifier_trains_on_raw_uint8_with_a_policy_and_serves_raw_uin
     path = kt.export.saved_model(model, str(tmp_path / "digits"))
     served = kt.export.load(path)
     np.testing.assert_allclose(served(x_test[:16]), expected, atol=1e-5)
-    assert served.endpoint.input_signature[0].dtype == tf.uint8
+    assert served.input_spec.dtype == tf.uint8

@@ -188,7 +188,7 @@ def test_files_rediagnose_and_cli(tmp_path, capsys):
         assert [f["code"] for f in json.load(handle)["findings"]] == ["not_training"]
     assert cli.main([str(tmp_path / "epochs.csv"), "--steps",
                      str(tmp_path / "steps.csv"), "--json"]) == 0
-    assert [f["code"] for f in json.loads(capsys.readouterr().out)] == ["not_training"]
+    assert [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]] == ["not_training"]
 
 
 @requires_tensorflow

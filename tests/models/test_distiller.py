@@ -259,5 +259,5 @@ def test_config_keras_file_and_student_export(digits, tmp_path):
         import tensorflow as tf
 
         path = kt.export.saved_model(distiller.student, str(tmp_path / "student"))
-        served = tf.saved_model.load(path)
-        np.testing.assert_allclose(served.serve(tf.constant(x)).numpy(), logits_of(student, x), atol=1e-5)
+        served = kt.export.load(path)  # the serving_default signature; keeps the loaded object alive
+        np.testing.assert_allclose(served(x), logits_of(student, x), atol=1e-5)
