@@ -597,13 +597,13 @@ def _recipe(recipe, args, has_validation):
         overrides["warmup_epochs"] = args.warmup_epochs
     if args.plateau_patience is not None:
         overrides["plateau"] = (
-            dict(config["plateau"] or kt_presets_defaults()["plateau"], patience=args.plateau_patience)
+            dict(config["plateau"] or _library_defaults()["plateau"], patience=args.plateau_patience)
             if args.plateau_patience
             else None
         )
     if args.early_stopping_patience is not None:
         overrides["early_stopping"] = (
-            dict(config["early_stopping"] or kt_presets_defaults()["early_stopping"],
+            dict(config["early_stopping"] or _library_defaults()["early_stopping"],
                  patience=args.early_stopping_patience)
             if args.early_stopping_patience
             else None
@@ -617,7 +617,7 @@ def _recipe(recipe, args, has_validation):
     return recipe.replace(**overrides) if overrides else recipe
 
 
-def kt_presets_defaults():
+def _library_defaults():
     """The library's plateau decay and early stopping (`kt.presets`), for flags that add them."""
     from kerastoolkit import presets
 

@@ -30,6 +30,7 @@ from kerastoolkit.diagnostics import logs as logs_lib
 from kerastoolkit.diagnostics import statistics as stats_lib
 from kerastoolkit.diagnostics.report import Finding
 from kerastoolkit.diagnostics.report import Report
+from kerastoolkit.diagnostics.report import merged_thresholds
 
 #: Thresholds of the curve detectors; `diagnose(thresholds=...)` overrides them.
 DEFAULT_THRESHOLDS = {
@@ -535,15 +536,7 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
         raise ValueError(
             "Give `epochs` and/or `steps`. Received: epochs=None, steps=None"
         )
-    t = dict(DEFAULT_THRESHOLDS)
-    if thresholds:
-        unknown = sorted(set(thresholds) - set(t))
-        if unknown:
-            raise ValueError(
-                f"Unknown thresholds {unknown}; known: {sorted(t)}. "
-                f"Received: thresholds={thresholds}"
-            )
-        t.update(thresholds)
+    t = merged_thresholds(DEFAULT_THRESHOLDS, thresholds)
     if steps_per_epoch is not None and (
         not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1
     ):

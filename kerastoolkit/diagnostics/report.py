@@ -164,6 +164,10 @@ class Report:
         run = self._describe_run()
         if run:
             head += f" ({run})"
+        return self._format(head)
+
+    def _format(self, head):
+        """The text form under `head`: the findings (or "healthy") and the notes."""
         if not self.findings:
             lines = [head + ": healthy, no findings."]
         else:
@@ -232,3 +236,17 @@ def _fmt(value):
     if not math.isfinite(value):
         return str(value)
     return f"{value:.4g}"
+
+
+def merged_thresholds(defaults, thresholds):
+    """`defaults` updated with the user's `thresholds`; unknown keys raise, naming them."""
+    merged = dict(defaults)
+    if thresholds:
+        unknown = sorted(set(thresholds) - set(merged))
+        if unknown:
+            raise ValueError(
+                f"Unknown thresholds {unknown}; known: {sorted(merged)}. "
+                f"Received: thresholds={thresholds}"
+            )
+        merged.update(thresholds)
+    return merged

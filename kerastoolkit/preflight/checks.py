@@ -35,6 +35,7 @@ import keras
 
 from kerastoolkit.diagnostics.report import Finding
 from kerastoolkit.diagnostics.report import Report
+from kerastoolkit.diagnostics.report import merged_thresholds
 
 #: Severity of every preflight code (registered with the diagnostics codes).
 PREFLIGHT_CODES = {
@@ -113,13 +114,7 @@ class PreflightReport(Report):
         if self.seconds is not None:
             head += f", {self.seconds:.1f} s"
         head += ")"
-        if not self.findings:
-            lines = [head + ": healthy, no findings."]
-        else:
-            lines = [f"{head}: {len(self.findings)} finding(s)"]
-            lines += [str(f) for f in self.findings]
-        lines += [f"(note: {n})" for n in self.notes]
-        return "\n".join(lines)
+        return self._format(head)
 
     def to_dict(self):
         data = super().to_dict()
@@ -522,14 +517,7 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(
                 f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    t = dict(DEFAULT_THRESHOLDS)
-    if thresholds:
-        unknown = sorted(set(thresholds) - set(t))
-        if unknown:
-            raise ValueError(
-                f"Unknown thresholds {unknown}; known: {sorted(t)}. "
-                f"Received: thresholds={thresholds}")
-        t.update(thresholds)
+    t = merged_thresholds(DEFAULT_THRESHOLDS, thresholds)
     start = time.perf_counter()
     findings, notes = [], []
     checks = _Timed()
