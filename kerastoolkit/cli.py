@@ -706,6 +706,12 @@ def run_train(args):
         return _fail(f"argument --strategy: {error}", 2)
     if strategy.num_replicas_in_sync > 1 or args.strategy not in ("auto", "none"):
         print(f"strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
+    if not kt.distribute.is_chief():
+        # Every worker trains; only the chief's files stay (removed at exit).
+        task_type, index = kt.distribute.task()
+        out = kt.distribute.chief_path(out)
+        print(f"{task_type} {index} is not the chief: its copy of the output goes to {out}, "
+              "removed at exit")
     meta = kt.data.info(args.dataset)
     # Images stay raw (uint8): the model standardizes them inside, so the
     # exported SavedModel serves the pixels as they come.
@@ -847,6 +853,9 @@ def main(argv=None):
         _import_tensorflow_quietly()
     status = _run_target(command.run)(args)
     if argv is None and command.needs_tensorflow:
+        from kerastoolkit.distribute.cluster import remove_worker_files
+
+        remove_worker_files()  # a non-chief worker's copies (os._exit skips atexit)
         _exit_now(status)
     return status
 

@@ -139,7 +139,16 @@ class ResumableMixin:
         if not getattr(self, "_first_epoch_of_fit", False):
             return
         self._first_epoch_of_fit = False
-        if epoch > 0:
+        if epoch > 0 and self._state_file.path is not None:
             state, arrays = self._state_file.load(epoch)
-            if state is not None:
+            if state is None:
+                warnings.warn(
+                    f"`{type(self).__name__}` starts at epoch {epoch} but "
+                    f"`backup_dir` ({self._state_file.backup_dir}) holds no state "
+                    f"saved after epoch {epoch}: it starts afresh. (Its state is "
+                    "saved at the end of every epoch: give `BackupAndRestore` "
+                    "the same folder, with its default `save_freq=\"epoch\"`.)",
+                    stacklevel=2,
+                )
+            else:
                 self._restore_state(state, arrays)

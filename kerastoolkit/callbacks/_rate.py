@@ -131,7 +131,7 @@ class RateProgram:
         self.members = []
         self.top = None
         self._capture = None  # (step, value) read when the base was captured
-        self._last = None  # (step, value) last assigned
+        self._sync_function = None  # (top, traced update) on TensorFlow
 
     def _strip(self, schedule):
         """The user's schedule below the ones callbacks installed (saved in a checkpoint)."""
@@ -217,7 +217,6 @@ class RateProgram:
             self.base = None
             self.explicit_base = None
             self.top = None
-            self._last = None
             self._capture = None
 
     def _compose(self, base):
@@ -264,7 +263,6 @@ class RateProgram:
                     "`SnapshotEnsemble(initial_learning_rate=...)`). "
                     f"Received: learning_rate={self.base:.6g}, iterations={step}"
                 )
-        self._last = None
 
     # --- applying a float rate -------------------------------------------
     def check_execution(self, model, owner):
@@ -291,10 +289,27 @@ class RateProgram:
             # variables; the next step reads them again (`jax_state_sync`
             # marks the state as synced).
             model.jax_state_sync()
-        step = _step(self.optimizer)
-        value = _evaluate(self.top, step)
-        self.variable.assign(value)
-        self._last = (step, value)
+        if keras.backend.backend() == "tensorflow" and isinstance(self.top, _SCHEDULE):
+            self._traced_update()()
+            return
+        self.variable.assign(_evaluate(self.top, _step(self.optimizer)))
+
+    def _traced_update(self):
+        """On TensorFlow, one traced call reads the step, evaluates the rate
+        and assigns it: done eagerly, each of the three is a separate
+        dispatch (under a `MirroredStrategy` the evaluation and the
+        assignment cost about 1 ms each, which a per-step callback pays every
+        step). Traced again when the composed rate changes."""
+        if self._sync_function is None or self._sync_function[0] is not self.top:
+            import tensorflow as tf
+
+            top, variable, optimizer = self.top, self.variable, self.optimizer
+
+            def update():
+                variable.assign(keras.ops.cast(top(optimizer.iterations), variable.dtype))
+
+            self._sync_function = (top, tf.function(update, autograph=False))
+        return self._sync_function[1]
 
     def after_step(self, model):
         if self.per_step:

@@ -9,12 +9,14 @@ import numpy as np
 
 import keras
 
+from kerastoolkit.callbacks import _common
 from kerastoolkit.diagnostics import statistics as stats_lib
 from kerastoolkit.distribute.cluster import chief_path
 from kerastoolkit.diagnostics.curves import detect_diverging
 from kerastoolkit.diagnostics.curves import DEFAULT_THRESHOLDS
 from kerastoolkit.diagnostics.curves import diagnose
 from kerastoolkit.diagnostics.locate import locate_non_finite
+from kerastoolkit.diagnostics.recorder import _FIELDS as _STEP_FIELDS
 from kerastoolkit.diagnostics.recorder import StepRecorder
 from kerastoolkit.diagnostics.report import _json_safe
 
@@ -42,7 +44,7 @@ def batch_losses(running_means):
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
-class CurveDiagnostics(keras.callbacks.Callback):
+class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
     """Records the learning curves during `fit`, diagnoses them, says what to do.
 
     Per step it records the batch's own loss, exactly: on TensorFlow with
@@ -58,6 +60,13 @@ class CurveDiagnostics(keras.callbacks.Callback):
     offending batch layer by layer and names the first non-finite layer
     output or gradient. With `statistics_every=N` it also gathers
     activation/gradient statistics on `statistics_data` every `N` steps.
+
+    Give the same `backup_dir` as `keras.callbacks.BackupAndRestore` (listed
+    after this callback) and a killed run that is resumed keeps the history
+    recorded before the kill: the report, `steps.csv` and `epochs.csv` of the
+    resumed run cover every epoch, as an uninterrupted run's do. Under
+    `MultiWorkerMirroredStrategy` only the chief writes `log_dir`; give each
+    worker its own `backup_dir` (`kt.distribute.worker_backup_dir`).
 
     Args:
         log_dir: directory for `steps.csv`, `epochs.csv`, `report.json` and
@@ -78,6 +87,8 @@ class CurveDiagnostics(keras.callbacks.Callback):
             Defaults to `True`.
         thresholds: detector thresholds overriding `DEFAULT_THRESHOLDS`.
             Defaults to `None`.
+        backup_dir: directory for the recorded history after each epoch
+            (the `BackupAndRestore` directory), or `None`. Defaults to `None`.
         verbose: print the report at the end of training. Defaults to `0`.
 
     Raises:
@@ -103,6 +114,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
         statistics_data=None,
         capture_nan_batch=True,
         thresholds=None,
+        backup_dir=None,
         verbose=0,
     ):
         super().__init__()
@@ -146,6 +158,8 @@ class CurveDiagnostics(keras.callbacks.Callback):
         self.statistics_data = statistics_data
         self.capture_nan_batch = bool(capture_nan_batch)
         self.thresholds = dict(thresholds) if thresholds else None
+        self.backup_dir = _common.check_backup_dir(backup_dir)
+        self._state_file = _common.StateFile(self.backup_dir, "curve_diagnostics")
         self.verbose = verbose
         # `on_train_batch_end` only appends floats: safe in Keras's callback
         # thread, so `fit` keeps dispatching batch-end callbacks
@@ -170,6 +184,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
             "statistics_data": data,
             "capture_nan_batch": self.capture_nan_batch,
             "thresholds": self.thresholds,
+            "backup_dir": self.backup_dir,
             "verbose": self.verbose,
         }
 
@@ -211,6 +226,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
         self._statistics = None
         self._recorder = None
         self.report = None
+        self._begin_fit()
         if self.statistics_every is not None:
             self._recorder = stats_lib.StatisticsRecorder(
                 self.model, self.statistics_data
@@ -221,6 +237,7 @@ class CurveDiagnostics(keras.callbacks.Callback):
             self._statistics["records"].append(record)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._maybe_resume(epoch)
         self._epoch = epoch
         if self.restore_finite_weights and "nan" in self.stop_on and not self._nan_seen:
             weights = self.model.get_weights()
@@ -290,6 +307,49 @@ class CurveDiagnostics(keras.callbacks.Callback):
                 if detect_diverging(loss, np.arange(len(loss)), "epoch", t) is not None:
                     self._diverged = True
                     self.model.stop_training = True
+        if self.backup_dir is not None:
+            self._save_state(epoch + 1)
+
+    # ------------------------------------------------------------ resuming
+
+    def _save_state(self, epochs_done):
+        """Everything recorded so far, for a run resumed after `epochs_done` epochs."""
+        arrays = [np.asarray(self._records, "float64").reshape(-1, 3)]
+        arrays += [d[k] for _, d in self._exact for k in _STEP_FIELDS]
+        before = None if self._recorder is None else self._recorder._before
+        if before is not None:
+            arrays += before
+        state = {
+            "exact_epochs": [e for e, _ in self._exact],
+            "snapshot_kernels": before is not None,
+            "lost_steps": self._lost_steps,
+            "epoch_logs": self._epoch_logs,
+            "epochs_seen": self._epochs_seen,
+            "begin_step": self._begin_step,
+            "nan_seen": self._nan_seen,
+            "diverged": self._diverged,
+            "statistics": self._statistics,
+        }
+        self._state_file.save(epochs_done, state, arrays)
+
+    def _restore_state(self, state, arrays):
+        records, *arrays = arrays
+        self._records = [(int(e), int(b), float(m)) for e, b, m in records]
+        n = len(_STEP_FIELDS)
+        self._exact = [
+            (e, dict(zip(_STEP_FIELDS, arrays[i * n:(i + 1) * n])))
+            for i, e in enumerate(state["exact_epochs"])
+        ]
+        if self._recorder is not None and state["snapshot_kernels"]:
+            self._recorder._before = arrays[len(self._exact) * n:]
+        self._lost_steps = state["lost_steps"]
+        self._epoch_logs = {k: list(v) for k, v in state["epoch_logs"].items()}
+        self._epochs_seen = list(state["epochs_seen"])
+        self._begin_step = state["begin_step"]
+        self._nan_seen = None if state["nan_seen"] is None else tuple(state["nan_seen"])
+        self._diverged = state["diverged"]
+        if self._recorder is not None and state["statistics"] is not None:
+            self._statistics = state["statistics"]
 
     # ------------------------------------------------------------ the end
 

@@ -128,7 +128,9 @@ def chief_path(path):
         `path` unchanged (as `str`) on the chief or outside a cluster, else a
         path with the same base name under a per-worker temporary folder
         (whose parent exists, so a file can be written there at once).
-        `None` for `None`.
+        `None` for `None`. A path already under this worker's temporary
+        folder (one `chief_path` returned, or a file inside it) is returned
+        unchanged.
     """
     if path is None:
         return None
@@ -136,6 +138,8 @@ def chief_path(path):
     if is_chief():
         return path
     absolute = os.path.abspath(path)
+    if _WORKER_TEMP and os.path.commonpath([absolute, _WORKER_TEMP[0]]) == _WORKER_TEMP[0]:
+        return path  # already this worker's own: mapped once
     digest = hashlib.sha256(absolute.encode()).hexdigest()[:12]
     parent = os.path.join(_worker_temp_root(), digest)
     os.makedirs(parent, exist_ok=True)  # a file can be opened there at once

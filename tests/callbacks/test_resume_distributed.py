@@ -33,9 +33,13 @@ def train(tmp_path, name, kill_at=None):
         model = mlp()  # a new process would rebuild the same model
         plateau = PlateauDecay(monitor="score", factor=0.5, patience=1, backup_dir=backup)
         swa = SWA(start_epoch=3, backup_dir=backup)
+        diagnostics = kt.callbacks.CurveDiagnostics(  # statistics every 4 of the 8 steps
+            log_dir=str(tmp_path / f"{name}-diagnostics"), statistics_every=4,
+            statistics_data=(x[:32], y[:32]), backup_dir=backup)
         beta = kt.schedules.warmup.Warmup(0.9, warmup_steps=20, start=0.5)
         callbacks = [InjectMetric("score", VALUES), Warmup(warmup_steps=10), plateau,
-                     MomentumSchedule(beta), swa, keras.callbacks.BackupAndRestore(backup)]
+                     MomentumSchedule(beta), swa, diagnostics,
+                     keras.callbacks.BackupAndRestore(backup)]
         if attempt is not None:
             callbacks.append(KillAt(attempt))
             with pytest.raises(RuntimeError, match="killed"):
@@ -51,6 +55,10 @@ def train(tmp_path, name, kill_at=None):
             plateau=(plateau.reductions, plateau.multiplier, plateau.best, plateau.wait),
             swa=swa.count, lr_log=hist.history["learning_rate"],
             iterations=int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+            steps=diagnostics.step_losses(), labels=diagnostics.step_labels(),
+            epoch_logs=diagnostics._epoch_logs, statistics=diagnostics._statistics["records"],
+            codes=diagnostics.report.codes,
+            steps_csv=(tmp_path / f"{name}-diagnostics" / "steps.csv").read_text(),
         )
     return results
 
@@ -68,6 +76,40 @@ def test_killed_and_resumed_run_ends_like_uninterrupted(tmp_path):
     assert resumed["lr_log"] == pytest.approx(full["lr_log"][5:], rel=1e-6)
     for a, b in zip(resumed["weights"], full["weights"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # CurveDiagnostics: the history recorded before the kill is kept, so the
+    # resumed run's record covers all 9 epochs (72 steps) like the full one.
+    steps, epochs, batches = resumed["steps"]
+    assert len(steps) == len(VALUES) * 8
+    np.testing.assert_array_equal(epochs, full["steps"][1])
+    np.testing.assert_array_equal(batches, full["steps"][2])
+    np.testing.assert_allclose(steps, full["steps"][0], rtol=1e-4)
+    np.testing.assert_array_equal(resumed["labels"]["size"], full["labels"]["size"])
+    assert resumed["epoch_logs"].keys() == full["epoch_logs"].keys()
+    for key, column in full["epoch_logs"].items():
+        np.testing.assert_allclose(resumed["epoch_logs"][key], column, rtol=1e-4, err_msg=key)
+    assert len(resumed["steps_csv"].splitlines()) == 1 + len(VALUES) * 8
+    assert resumed["codes"] == full["codes"]
+    # Statistics at steps 0, 4, ..., 68; the update ratio of step 40 (the
+    # first after the restart) uses the kernels kept before step 39.
+    assert [r["step"] for r in resumed["statistics"]] == list(range(0, 72, 4))
+    def values(record, key):  # None (no ratio yet, a layer without kernel) as NaN
+        return np.array([np.nan if v is None else v for v in record[key] or [None]], "float64")
+
+    for r, f in zip(resumed["statistics"], full["statistics"]):
+        for key in ("update_ratio", "gradient_rms", "activation_std"):
+            np.testing.assert_allclose(values(r, key), values(f, key), rtol=1e-3, err_msg=key)
+    assert np.isfinite(values(resumed["statistics"][10], "update_ratio")).any()  # step 40
+
+
+def test_a_resume_without_saved_state_warns(tmp_path):
+    """A `fit` that starts at a later epoch with nothing saved for it says so."""
+    (x, y), _ = digits()
+    model = mlp()
+    callbacks = [kt.callbacks.CurveDiagnostics(backup_dir=str(tmp_path)),
+                 PlateauDecay(monitor="loss", backup_dir=str(tmp_path))]
+    with pytest.warns(UserWarning, match=r"starts at epoch 1 but `backup_dir`.*holds no state"):
+        model.fit(x[:64].reshape(64, -1), y[:64], batch_size=64, epochs=2, initial_epoch=1,
+                  verbose=0, callbacks=callbacks)
 
 
 @pytest.mark.slow

@@ -81,7 +81,8 @@ plateau = kt.callbacks.PlateauDecay(monitor="loss", factor=0.5, patience=1, min_
 swa = kt.callbacks.SWA(start_epoch=2, backup_dir=backup)
 snapshots = kt.callbacks.SnapshotEnsemble(cycles=2, total_epochs=spec["epochs"],
                                           directory=os.path.join(root, "snaps"))
-diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(root, "diagnostics"))
+diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(root, "diagnostics"),
+                                            backup_dir=backup)
 seen_lr, seen_momentum = [], []
 record = keras.callbacks.LambdaCallback(on_train_batch_begin=lambda b, logs: (
     seen_lr.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))),
@@ -117,8 +118,9 @@ with open(os.path.join(root, f"out-{name}.json"), "w") as f:
         "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
         "lr": seen_lr,
         "momentum": seen_momentum,
-        "diagnostic_epochs": len((diagnostics.report.to_dict() if hasattr(
-            diagnostics.report, "to_dict") else {}).get("epochs", []) or []),
+        "diagnostics": {"steps": diagnostics.step_losses()[0].tolist(),
+                        "epochs": diagnostics.report.to_dict()["epochs"],
+                        "codes": diagnostics.report.codes},
         "worker_temp": list(cluster._WORKER_TEMP),
     }, f)
 print(f"written {time.time() - _T0:.1f}s", flush=True)

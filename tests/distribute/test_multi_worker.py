@@ -143,6 +143,10 @@ def test_killed_worker_resumes_from_last_epoch_and_ends_the_same(runs):
         assert resumed["swa_count"] == full["swa_count"]
         assert resumed["lr"] == full["lr"][16:]
         assert resumed["momentum"] == full["momentum"][16:]
+        # The diagnostics history of epochs 0-1 (before the kill) is kept.
+        assert resumed["diagnostics"] == full["diagnostics"]
+        assert len(full["diagnostics"]["steps"]) == 32
+        assert len(full["diagnostics"]["epochs"]["loss"]) == 4
         for key in ("loss", "accuracy"):
             assert resumed["history"][key] == full["history"][key][2:]
     # The chief's snapshot count survives: the first snapshot came from the
