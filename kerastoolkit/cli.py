@@ -705,7 +705,8 @@ def run_train(args):
     except (ValueError, RuntimeError) as error:
         return _fail(f"argument --strategy: {error}", 2)
     if strategy.num_replicas_in_sync > 1 or args.strategy not in ("auto", "none"):
-        print(f"strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
+        print(f"strategy: {kt.distribute.strategy_name(strategy)}, "
+              f"{strategy.num_replicas_in_sync} replica(s)")
     if not kt.distribute.is_chief():
         # Every worker trains; only the chief's files stay (removed at exit).
         task_type, index = kt.distribute.task()

@@ -39,7 +39,11 @@ class SnapshotEnsemble(keras.callbacks.Callback):
     The rate follows from the optimizer step and the snapshots from the
     files, so a run resumed by `keras.callbacks.BackupAndRestore` ends with
     the same snapshots as an uninterrupted run. A run that starts at epoch 0
-    first removes older `snapshot_*.keras` files from `directory`.
+    first removes older `snapshot_*.keras` files from `directory`. Under
+    `MultiWorkerMirroredStrategy` only the chief writes `directory`; the
+    other workers write to temporary folders (`kt.distribute.chief_path`),
+    so a restarted non-chief worker's `ensemble` holds only the snapshots
+    taken since the restart (the chief's holds them all).
 
     Args:
         cycles: int >= 1, `M`, the number of cycles and snapshots.
@@ -205,8 +209,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         path = os.path.join(chief_path(self.directory), f"snapshot_{k:02d}.keras")
         self.model.save(path)
         self.snapshot_paths.append(path)
-        if logs is not None:
-            logs["snapshots"] = len(self.snapshot_paths)
+        if logs is not None:  # the snapshot's number: the same on every worker and after a resume
+            logs["snapshots"] = k
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: SnapshotEnsemble saved {path}")
 

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastoolkit.data import builders
+from kerastoolkit.distribute.cluster import num_workers
 
 DATA_DIR_ENV = "KERASTOOLKIT_DATA_DIR"
 
@@ -219,7 +220,9 @@ def load(
             With `as_numpy=True`: `True` permutes the arrays once (with
             `seed`), `None` and `False` keep the split's order.
         seed: shuffle seed. Defaults to `None` (a fresh order every call).
-            With `as_numpy=True` only together with `shuffle=True`.
+            With `as_numpy=True` only together with `shuffle=True`. Required
+            for a shuffled dataset in a `TF_CONFIG` cluster: every worker
+            must draw the same order, of which each takes its share.
         as_numpy: return `(x, y)` NumPy arrays instead of a dataset.
             Defaults to `False`.
         data_dir: TFDS data dir. Defaults to `default_data_dir()`.
@@ -231,12 +234,15 @@ def load(
     Returns:
         A `tf.data.Dataset` of `(x, y)` with `x` float32 (or the stored
         dtype with `raw=True`) and `y` int64, or a pair of arrays when
-        `as_numpy=True`.
+        `as_numpy=True`. The dataset is sharded between workers by data
+        (`AutoShardPolicy.DATA`) under `MultiWorkerMirroredStrategy`: a
+        split is one file, which file-based sharding cannot divide.
 
     Raises:
         ValueError: for an unknown name, a non-positive `batch_size`, or
             `batch_size` (or `seed` without `shuffle=True`) with
-            `as_numpy=True`, which would have no effect.
+            `as_numpy=True`, which would have no effect; a shuffled dataset
+            without `seed` in a `TF_CONFIG` cluster of several workers.
         FileNotFoundError: when Fashion-MNIST's files are not installed.
 
     Example:
@@ -283,9 +289,18 @@ def load(
     dataset = dataset.cache()
     if shuffle is None:
         shuffle = split.startswith("train")
+    if shuffle and seed is None and num_workers() > 1:
+        raise ValueError(
+            "`load` shuffles this split, and TF_CONFIG names a cluster of "
+            f"{num_workers()} workers: without a seed every worker draws its "
+            "own order, so the shares they train on overlap and miss examples. "
+            "Pass the same `seed` on every worker. Received: seed=None"
+        )
     if shuffle:
         size = int(dataset.cardinality())
         dataset = dataset.shuffle(max(size, 1), seed=seed, reshuffle_each_iteration=True)
     if batch_size is not None:
         dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -21,6 +21,7 @@ from kerastoolkit.distribute.strategies import KINDS
 from kerastoolkit.distribute.strategies import disable_multi_worker
 from kerastoolkit.distribute.strategies import enable_multi_worker
 from kerastoolkit.distribute.strategies import strategy
+from kerastoolkit.distribute.strategies import strategy_name
 
 try:  # written for issue 10; this package works without it
     from kerastoolkit.distribute.scaling import scale_learning_rate  # noqa: F401

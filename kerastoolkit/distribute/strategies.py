@@ -81,6 +81,15 @@ def _choose(kind):
     return "none"
 
 
+def strategy_name(strategy):
+    """The public class name of a `tf.distribute` strategy, for messages."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+    return type(strategy).__name__
+
+
 def strategy(kind="auto", verbose=1):
     """The `tf.distribute` strategy for where this process runs.
 
@@ -141,9 +150,7 @@ def strategy(kind="auto", verbose=1):
         result = tf.distribute.MirroredStrategy()
     else:
         result = tf.distribute.get_strategy()
-    name = type(result).__name__
-    if isinstance(result, tf.distribute.MultiWorkerMirroredStrategy):
-        name = "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+    name = strategy_name(result)
     task_type, index = cluster.task()
     where = f", task {task_type}:{index} of {cluster.num_workers()}" if task_type else ""
     message = (

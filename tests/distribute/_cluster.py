@@ -27,8 +27,20 @@ def free_ports(n):
             s.close()
 
 
+def tf_config(ports, index):
+    """The `TF_CONFIG` of worker `index` in a cluster of local workers on `ports`."""
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
 def run_processes(specs, log_dir, timeout, script=WORKER):
-    """Runs `script SPEC` for every spec at once; returns their return codes.
+    """Runs `script SPEC` for every spec at once (see `run_commands`)."""
+    return run_commands([([sys.executable, script, json.dumps(spec)], {}) for spec in specs],
+                        log_dir, timeout)
+
+
+def run_commands(commands, log_dir, timeout):
+    """Runs every `(argv, extra_env)` at once; returns their return codes and log tails.
 
     When one process fails (a non-zero code, e.g. -9 for a killed worker), the
     others are killed too: a synchronous cluster cannot go on without it, and
@@ -43,11 +55,11 @@ def run_processes(specs, log_dir, timeout, script=WORKER):
     os.makedirs(log_dir, exist_ok=True)
     procs, logs = [], []
     try:
-        for i, spec in enumerate(specs):
+        for i, (argv, extra_env) in enumerate(commands):
             log = open(os.path.join(log_dir, f"log-{i}-{time.time_ns()}.txt"), "w")
             logs.append(log)
-            procs.append(subprocess.Popen([sys.executable, script, json.dumps(spec)],
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                          env=dict(env, **extra_env)))
         deadline = time.monotonic() + timeout
         while True:
             codes = [p.poll() for p in procs]

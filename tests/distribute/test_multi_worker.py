@@ -25,13 +25,15 @@ the same order, so they must agree exactly.
 
 import json
 import os
+import re
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 from tests.conftest import requires_tensorflow
-from tests.distribute._cluster import run_cluster, run_single
+from tests.distribute._cluster import free_ports, run_cluster, run_commands, run_single, tf_config
 
 pytestmark = [requires_tensorflow, pytest.mark.slow]
 
@@ -152,3 +154,27 @@ def test_killed_worker_resumes_from_last_epoch_and_ends_the_same(runs):
     # The chief's snapshot count survives: the first snapshot came from the
     # killed run, the second from the resumed one.
     assert runs["resumed"][0]["snapshots"] == runs["workers"][0]["snapshots"]
+
+
+def test_train_command_on_two_workers(tmp_path):
+    """The README's two-worker use of the main job: `kerastoolkit train
+    --strategy multi_worker` on two local workers trains the same model on
+    both, and only the chief's export stays in `--out`."""
+    ports = free_ports(2)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "kerastoolkit.cli", "train", "--epochs", "2", "--strategy",
+            "multi_worker", "--validation-fraction", "0", "--out", str(out)]
+    codes, logs = run_commands([(argv, {"TF_CONFIG": tf_config(ports, i)}) for i in range(2)],
+                               str(tmp_path / "logs"), timeout=600)
+    assert codes == [0, 0], logs
+    texts = [open(path).read() for path in sorted((tmp_path / "logs").iterdir())]
+    for text in texts:
+        assert "strategy: MultiWorkerMirroredStrategy, 2 replica(s)" in text, text
+    (accuracy,) = {re.search(r"test accuracy: (\S+)", text).group(1) for text in texts}
+    assert float(accuracy) > 0.8  # both workers hold the same trained weights
+    (temp,) = [re.search(r"goes to (\S+), removed at exit", t).group(1) for t in texts
+               if "is not the chief" in t]
+    assert not os.path.exists(temp)  # the non-chief's copy is gone
+    (version,) = os.listdir(out)  # one export, the chief's; no staging folder left
+    files = set(os.listdir(out / version))
+    assert {"saved_model.pb", "model.keras", "epochs.csv", "report.json"} <= files, files

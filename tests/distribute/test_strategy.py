@@ -65,6 +65,10 @@ def test_non_chief_paths_and_backup_dirs(monkeypatch, tmp_path):
     with open(kt.distribute.chief_path(tmp_path / "model.keras"), "w"):
         pass  # a file path is writable at once
     os.makedirs(a)
+    # A path already mapped (or inside one) stays: the CLI maps `--out`, the
+    # callbacks then map their folders inside it again.
+    assert kt.distribute.chief_path(a) == a
+    assert kt.distribute.chief_path(os.path.join(a, "diagnostics")) == os.path.join(a, "diagnostics")
     kt.distribute.remove_worker_files()
     assert not os.path.exists(root) and cluster._WORKER_TEMP == []
     with pytest.raises(TypeError, match="Received: backup_dir=None"):
@@ -213,3 +217,19 @@ def test_export_on_a_non_chief_goes_to_its_temporary_folder(monkeypatch, tmp_pat
     _tf_config(monkeypatch, TWO, "worker", 0)  # the chief writes where it is asked
     assert kt.export.saved_model(model, tmp_path / "savedmodels") == str(
         tmp_path / "savedmodels" / "1")
+
+
+@requires_tensorflow
+def test_datasets_shard_by_data_and_need_a_seed_in_a_cluster(monkeypatch):
+    """A prepared split is one file, which FILE sharding cannot split between
+    two workers; an unseeded shuffle would give each worker its own order."""
+    import tensorflow as tf
+
+    dataset = kt.data.load("digits", "test", batch_size=32)
+    assert (dataset.options().experimental_distribute.auto_shard_policy
+            == tf.data.experimental.AutoShardPolicy.DATA)
+    _tf_config(monkeypatch, TWO, "worker", 1)
+    with pytest.raises(ValueError, match="Pass the same `seed` on every worker. Received: seed=None"):
+        kt.data.load("digits", "train", batch_size=32)
+    kt.data.load("digits", "train", batch_size=32, seed=0)  # seeded: fine
+    kt.data.load("digits", "test", batch_size=32)  # not shuffled: fine
