@@ -225,7 +225,7 @@ def make_callbacks(cell, workdir, x):
     if name == "precise_bn":
         return [kt.callbacks.PreciseBatchNorm(x, num_batches=2, batch_size=BATCH)]
     if name == "curves":
-        return [kt.callbacks.CurveDiagnostics()]
+        return [kt.callbacks.CurveDiagnostics(backup_dir=backup)]
     return []  # lr_finder: a separate sweep first (see `run_uninterrupted`)
 
 
