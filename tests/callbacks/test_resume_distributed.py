@@ -83,7 +83,10 @@ def test_killed_and_resumed_run_ends_like_uninterrupted(tmp_path):
     np.testing.assert_array_equal(epochs, full["steps"][1])
     np.testing.assert_array_equal(batches, full["steps"][2])
     np.testing.assert_allclose(steps, full["steps"][0], rtol=1e-4)
-    np.testing.assert_array_equal(resumed["labels"]["size"], full["labels"]["size"])
+    if keras.backend.backend() == "tensorflow":  # recorded in the train step
+        np.testing.assert_array_equal(resumed["labels"]["size"], full["labels"]["size"])
+    else:  # recovered from the running means
+        assert resumed["labels"] is full["labels"] is None
     assert resumed["epoch_logs"].keys() == full["epoch_logs"].keys()
     for key, column in full["epoch_logs"].items():
         np.testing.assert_allclose(resumed["epoch_logs"][key], column, rtol=1e-4, err_msg=key)
