@@ -9,8 +9,9 @@ after that batch, like a machine that disappears mid-epoch.
 It trains a small MLP on 512 digits with a global batch of 64 (8 steps per
 epoch), with the toolkit's SGD and callbacks (warmup, plateau decay, momentum
 schedule in the optimizer, SWA, snapshots, diagnostics) and `keras.callbacks.BackupAndRestore`,
-then writes `out-<index>.npz` (weights) and `out-<index>.json` (history,
-callback state, files) in `root`.
+then distils it into a smaller student for one epoch (`kt.models.Distiller`)
+and writes `out-<name>.npz` (weights), `student-<name>.npz` and
+`out-<name>.json` (history, callback state, files) in `root`.
 """
 
 import json
@@ -103,6 +104,20 @@ history = model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=spec["epochs"], shuffl
                     verbose=0, callbacks=callbacks)
 print(f"fit {time.time() - _T0:.1f}s", flush=True)
 np.savez(os.path.join(root, f"out-{name}.npz"), *model.get_weights())
+
+# The toolkit's Distiller (a keras.Model with its own train step) distils the
+# trained model into a smaller student, one epoch, under the same strategy.
+keras.utils.set_random_seed(1)
+with strategy.scope():
+    student = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                                keras.layers.Dense(10)])
+    distiller = kt.models.Distiller(model, student, temperature=2.0, alpha=0.5,
+                                    teacher_outputs="probabilities")
+    distiller.compile(kt.optimizers.SGD(0.1),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+student_before = student.get_weights()
+distilled = distiller.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+np.savez(os.path.join(root, f"student-{name}.npz"), *student.get_weights())
 from kerastoolkit.distribute import cluster  # noqa: E402
 
 with open(os.path.join(root, f"out-{name}.json"), "w") as f:
@@ -118,6 +133,9 @@ with open(os.path.join(root, f"out-{name}.json"), "w") as f:
         "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
         "lr": seen_lr,
         "momentum": seen_momentum,
+        "distiller_loss": distilled.history["loss"],
+        "student_moved": max(float(np.abs(a - b).max())
+                             for a, b in zip(student.get_weights(), student_before)),
         "diagnostics": {"steps": diagnostics.step_losses()[0].tolist(),
                         "epochs": diagnostics.report.to_dict()["epochs"],
                         "codes": diagnostics.report.codes},

@@ -8,6 +8,8 @@ free ports, each process killed after a time bound or when a peer fails:
 - A: two workers, 4 epochs, with the toolkit's SGD (momentum schedule) and
   callbacks (snapshots, warmup, plateau decay, SWA, diagnostics) and
   `BackupAndRestore`; global batch 64 (32 per replica);
+  then one epoch of `kt.models.Distiller` from that model into a smaller
+  student;
 - S: one process, default strategy, the same model, data and global batch;
 - K: the same two-worker job, worker 1 SIGKILLed after batch 3 of epoch 2
   (the other is then stopped, as a cluster manager would), then restarted.
@@ -43,8 +45,9 @@ KILL = (2, 3, 1)  # epoch, batch, worker
 def _load(root, name):
     with open(os.path.join(root, f"out-{name}.json")) as f:
         info = json.load(f)
-    with np.load(os.path.join(root, f"out-{name}.npz")) as data:
-        info["weights"] = [data[f"arr_{i}"] for i in range(len(data.files))]
+    for key, prefix in (("weights", "out"), ("student", "student")):
+        with np.load(os.path.join(root, f"{prefix}-{name}.npz")) as data:
+            info[key] = [data[f"arr_{i}"] for i in range(len(data.files))]
     return info
 
 
@@ -97,6 +100,17 @@ def test_cluster_matches_single_process_with_same_global_batch(runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The single run moved the weights: the comparison is not between two starts.
     assert single["history"]["loss"][-1] < single["history"]["loss"][0] - 0.5
+
+
+def test_distiller_trains_the_same_on_two_workers(runs):
+    """`kt.models.Distiller` (its own train step, the teacher frozen) on the
+    two workers: the student ends as in the single process (same tolerance)."""
+    single = runs["single"]
+    for worker in runs["workers"]:
+        for a, b in zip(worker["student"], single["student"]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(worker["distiller_loss"], single["distiller_loss"], rtol=1e-5)
+    assert single["student_moved"] > 1e-2  # it trained: not two copies of the start
 
 
 def test_fit_reports_global_metrics(runs):
