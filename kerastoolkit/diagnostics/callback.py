@@ -333,7 +333,7 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         self._state_file.save(epochs_done, state, arrays)
 
     def _restore_state(self, state, arrays):
-        records, *arrays = arrays
+        records, *arrays = arrays or [np.zeros((0, 3))]
         self._records = [(int(e), int(b), float(m)) for e, b, m in records]
         n = len(_STEP_FIELDS)
         self._exact = [
