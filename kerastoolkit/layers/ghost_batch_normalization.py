@@ -118,11 +118,13 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             else:
                 outputs, mean, var = self._merged_remainder(x, gamma, beta)
         else:
-            outputs, mean, var = ops.cond(
-                ops.shape(x)[0] % vbs == 0,
-                lambda: self._equal_ghosts(x, gamma, beta),
-                lambda: self._merged_remainder(x, gamma, beta),
-            )
+            # A batch size known only at run time (a `fit` retraced for its
+            # smaller last batch): the one-hot path, valid for every size. A
+            # `cond` between the two paths fails under XLA, which compiles
+            # both branches for the actual size, and the ghost-batch reshape
+            # does not compile for a size `virtual_batch_size` does not
+            # divide; the one-hot path is no slower (benchmarks/layers.py).
+            outputs, mean, var = self._merged_remainder(x, gamma, beta)
         self.moving_mean.assign(
             ops.cast(self.moving_mean, x.dtype) * self.momentum
             + mean * (1.0 - self.momentum)
@@ -143,22 +145,42 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         return scale, offset
 
     def _equal_ghosts(self, x, gamma, beta):
-        """Batch a multiple of `virtual_batch_size`: one reshape, per-ghost moments."""
+        """Batch a multiple of `virtual_batch_size`: one reshape, per-ghost moments.
+
+        Channels last, the batch becomes `(G, vbs·positions, C)` and the
+        moments reduce one axis: under XLA on CPU this is about 1.6x faster
+        than reducing `(G, vbs, H, W, C)` over three axes (benchmarks/layers.py).
+        """
         vbs = self.virtual_batch_size
         ndim = len(x.shape)
         channel_axis = self.axis % ndim
-        inner = [d if d is not None else ops.shape(x)[i + 1] for i, d in enumerate(x.shape[1:])]
-        ghosts = ops.reshape(x, [-1, vbs] + inner)  # (G, vbs, ...)
-        axes = [1] + [i + 1 for i in range(1, ndim) if i != channel_axis]
+        if channel_axis == ndim - 1:
+            shape = [1, 1, x.shape[-1]]
+            ghosts = ops.reshape(x, [-1, vbs * self._positions(x, range(1, ndim - 1)), x.shape[-1]])
+            axes = [1]
+        else:
+            shape = None
+            inner = [d if d is not None else ops.shape(x)[i + 1] for i, d in enumerate(x.shape[1:])]
+            ghosts = ops.reshape(x, [-1, vbs] + inner)  # (G, vbs, ...)
+            axes = [1] + [i + 1 for i in range(1, ndim) if i != channel_axis]
         mean, variance = ops.moments(ghosts, axes=axes, keepdims=True)
         if gamma is not None:
-            gamma = ops.expand_dims(gamma, 0)
+            gamma = ops.reshape(gamma, shape) if shape else ops.expand_dims(gamma, 0)
         if beta is not None:
-            beta = ops.expand_dims(beta, 0)
+            beta = ops.reshape(beta, shape) if shape else ops.expand_dims(beta, 0)
         scale, offset = self._scale_and_offset(mean, variance, gamma, beta)
         outputs = ops.reshape(ghosts * scale + offset, ops.shape(x))
-        reduce = [i for i in range(ndim + 1) if i != channel_axis + 1]
+        channel = 2 if shape else channel_axis + 1  # of `ghosts`
+        reduce = [i for i in range(len(ghosts.shape)) if i != channel]
         return outputs, ops.mean(mean, axis=reduce), ops.mean(variance, axis=reduce)
+
+    @staticmethod
+    def _positions(x, axes):
+        """The product of `x`'s sizes along `axes` (a Python int when static)."""
+        static = [x.shape[i] for i in axes]
+        if all(d is not None for d in static):
+            return math.prod(static)
+        return ops.prod(ops.take(ops.shape(x), list(axes)))
 
     def _merged_remainder(self, x, gamma, beta):
         """Any batch: ghost membership as a one-hot matrix, remainder merged."""
