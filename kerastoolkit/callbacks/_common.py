@@ -5,6 +5,7 @@ itself is `_rate.py`'s), retracing and the per-epoch state file that lets a run 
 import json
 import os
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -89,44 +90,76 @@ class StateFile:
     (best value, patience counter, multiplier...). A callback writes its state
     here after each epoch; when a `fit` starts at an epoch `k > 0` (a resumed
     run), the callback reloads the state written after epoch `k`.
+
+    Each epoch's state is its own pair of files, `kerastoolkit_<name>-<k>.npz`
+    (the arrays) and `kerastoolkit_<name>-<k>.json` (written last: the pair
+    is complete when the JSON exists), each written to a temporary name and
+    renamed, so a process killed while writing leaves the previous pair
+    intact. The last `KEEP` epochs are kept: a backup that lags the callback
+    by an epoch (killed between the callback's write and the backup's, or a
+    `BackupAndRestore` falling back to its previous checkpoint) still finds
+    its state.
     """
+
+    KEEP = 2
 
     def __init__(self, backup_dir, name):
         self.backup_dir = backup_dir
-        self.path = (
-            None if backup_dir is None else os.path.join(backup_dir, f"kerastoolkit_{name}.json")
-        )
+        self.prefix = None if backup_dir is None else os.path.join(backup_dir, f"kerastoolkit_{name}-")
 
-    def array_path(self, suffix):
-        return None if self.backup_dir is None else os.path.join(
-            self.backup_dir, os.path.basename(self.path)[:-5] + suffix
-        )
+    def _path(self, epoch, suffix):
+        return f"{self.prefix}{int(epoch)}{suffix}"
+
+    def saved_epochs(self):
+        """The epochs with a complete saved state, in increasing order."""
+        if self.prefix is None or not os.path.isdir(self.backup_dir):
+            return []
+        base = os.path.basename(self.prefix)
+        epochs = []
+        for name in os.listdir(self.backup_dir):
+            if name.startswith(base) and name.endswith(".json"):
+                try:
+                    epochs.append(int(name[len(base):-5]))
+                except ValueError:
+                    continue
+        return sorted(epochs)
 
     def save(self, epoch, state, arrays=None):
-        if self.path is None:
+        if self.prefix is None:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        if arrays is not None:
-            np.savez(self.array_path(".npz"), *arrays)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
+        npz = self._path(epoch, ".npz")
+        with open(npz + ".tmp", "wb") as f:
+            np.savez(f, *(arrays or []))
+        os.replace(npz + ".tmp", npz)
+        path = self._path(epoch, ".json")
+        with open(path + ".tmp", "w") as f:
             json.dump({"epoch": int(epoch), "state": state}, f)
-        os.replace(tmp, self.path)
+        os.replace(path + ".tmp", path)
+        for old in self.saved_epochs()[:-self.KEEP]:
+            for suffix in (".json", ".npz"):
+                try:
+                    os.remove(self._path(old, suffix))
+                except FileNotFoundError:
+                    pass
 
     def load(self, epoch):
-        """The state saved after `epoch` epochs, or `None`; also its arrays."""
-        if self.path is None or not os.path.exists(self.path):
+        """The state saved after `epoch` epochs and its arrays, or `(None, None)`."""
+        if self.prefix is None or not os.path.exists(self._path(epoch, ".json")):
             return None, None
-        with open(self.path) as f:
-            saved = json.load(f)
-        if saved.get("epoch") != int(epoch):
-            return None, None
-        arrays = None
-        array_path = self.array_path(".npz")
-        if os.path.exists(array_path):
-            with np.load(array_path) as data:
+        try:
+            with open(self._path(epoch, ".json")) as f:
+                saved = json.load(f)
+            with np.load(self._path(epoch, ".npz")) as data:
                 arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
-        return saved["state"], arrays
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            warnings.warn(
+                f"The state saved after epoch {epoch} in {self.backup_dir} cannot be "
+                f"read ({type(error).__name__}: {error}): it is ignored.",
+                stacklevel=3,
+            )
+            return None, None
+        return saved["state"], (arrays or None)
 
 
 class ResumableMixin:
@@ -139,16 +172,18 @@ class ResumableMixin:
         if not getattr(self, "_first_epoch_of_fit", False):
             return
         self._first_epoch_of_fit = False
-        if epoch > 0 and self._state_file.path is not None:
+        if epoch > 0 and self._state_file.prefix is not None:
             state, arrays = self._state_file.load(epoch)
             if state is None:
+                found = self._state_file.saved_epochs()
                 warnings.warn(
                     f"`{type(self).__name__}` starts at epoch {epoch} but "
                     f"`backup_dir` ({self._state_file.backup_dir}) holds no state "
-                    f"saved after epoch {epoch}: it starts afresh. (Its state is "
-                    "saved at the end of every epoch: give `BackupAndRestore` "
-                    "the same folder, with its default `save_freq=\"epoch\"`.)",
-                    stacklevel=2,
+                    f"saved after epoch {epoch} (it holds "
+                    f"{'states after epochs ' + str(found) if found else 'none'}): it "
+                    "starts afresh. (Its state is saved at the end of every epoch: "
+                    "give `BackupAndRestore` the same folder.)",
+                    stacklevel=3,
                 )
             else:
                 self._restore_state(state, arrays)

@@ -268,6 +268,14 @@ def load(
             "`seed` has no effect with `as_numpy=True` unless `shuffle=True` (the arrays "
             f"keep the split's order). Received: seed={seed!r}, shuffle={shuffle!r}"
         )
+    shuffled = shuffle is True or (shuffle is None and not as_numpy and split.startswith("train"))
+    if shuffled and seed is None and num_workers() > 1:
+        raise ValueError(
+            "`load` shuffles this split, and TF_CONFIG names a cluster of "
+            f"{num_workers()} workers: without a seed every worker draws its "
+            "own order, so the shares they train on overlap and miss examples. "
+            "Pass the same `seed` on every worker. Received: seed=None"
+        )
     builder = prepare(name, data_dir)
     dataset = builder.as_dataset(split=split, as_supervised=True)
     scale = meta.scale
@@ -289,13 +297,6 @@ def load(
     dataset = dataset.cache()
     if shuffle is None:
         shuffle = split.startswith("train")
-    if shuffle and seed is None and num_workers() > 1:
-        raise ValueError(
-            "`load` shuffles this split, and TF_CONFIG names a cluster of "
-            f"{num_workers()} workers: without a seed every worker draws its "
-            "own order, so the shares they train on overlap and miss examples. "
-            "Pass the same `seed` on every worker. Received: seed=None"
-        )
     if shuffle:
         size = int(dataset.cardinality())
         dataset = dataset.shuffle(max(size, 1), seed=seed, reshuffle_each_iteration=True)

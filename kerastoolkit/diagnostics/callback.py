@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -221,6 +222,7 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         self._epoch = 0
         self._begin_step = 0
         self._nan_seen = None
+        self._nan_before_restart = False
         self._diverged = False
         self._finite_weights = None
         self._statistics = None
@@ -347,6 +349,7 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         self._epochs_seen = list(state["epochs_seen"])
         self._begin_step = state["begin_step"]
         self._nan_seen = None if state["nan_seen"] is None else tuple(state["nan_seen"])
+        self._nan_before_restart = self._nan_seen is not None
         self._diverged = state["diverged"]
         if self._recorder is not None and state["statistics"] is not None:
             self._statistics = state["statistics"]
@@ -398,17 +401,33 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         }
 
     def on_train_end(self, logs=None):
+        if getattr(self, "_first_epoch_of_fit", False):
+            # No epoch ran: a run resumed after its last epoch (killed
+            # before the backup was removed). Its history is the saved one.
+            self._maybe_resume((self.params or {}).get("epochs") or 0)
         self._drain()
         batch = None
         if self._steps_recorder is not None:
             batch = self._steps_recorder.uninstall()
             self._steps_recorder = None
         losses, epochs, batches = self.step_losses()
+        if not self._epoch_logs and not len(losses):
+            warnings.warn(
+                "`CurveDiagnostics` recorded no step and no epoch in this `fit`: "
+                "there is no report (`report` is None).",
+                stacklevel=2,
+            )
+            return
         nan_origin = None
         if self._nan_seen is not None:
             e, b = self._nan_seen
             nan_origin = {"epoch": e, "batch": b}
-            if batch is not None:
+            if self._nan_before_restart:
+                nan_origin["description"] = (
+                    "(the batch and the last finite weights were lost when the run "
+                    "was restarted: the layer is not located)"
+                )
+            elif batch is not None:
                 try:
                     nan_origin.update(locate_non_finite(
                         self.model, batch, weights=self._finite_weights

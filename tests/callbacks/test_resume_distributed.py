@@ -115,6 +115,59 @@ def test_a_resume_without_saved_state_warns(tmp_path):
                   verbose=0, callbacks=callbacks)
 
 
+def test_state_files_survive_a_torn_write_and_a_lagging_backup(tmp_path):
+    """Each epoch's state is its own pair of files, written atomically; the
+    last two epochs are kept, so a backup one epoch behind still finds its
+    state; an unreadable archive is reported and ignored."""
+    from kerastoolkit.callbacks._common import StateFile
+
+    files = StateFile(str(tmp_path), "probe")
+    for epoch in (1, 2, 3):
+        files.save(epoch, {"epoch": epoch}, [np.full(2, epoch)])
+    assert files.saved_epochs() == [2, 3]
+    state, arrays = files.load(2)  # the backup lagged one epoch behind
+    assert state == {"epoch": 2} and arrays[0].tolist() == [2, 2]
+    # Killed while writing epoch 4's arrays: epoch 3's pair is untouched.
+    with open(files._path(4, ".npz") + ".tmp", "wb") as f:
+        f.write(b"PK\x03\x04 truncated")
+    assert files.load(3)[0] == {"epoch": 3} and files.load(4) == (None, None)
+    with open(files._path(3, ".npz"), "wb") as f:  # corrupted in place
+        f.write(b"not a zip")
+    with pytest.warns(UserWarning, match="state saved after epoch 3 .* cannot be read"):
+        assert files.load(3) == (None, None)
+
+
+def test_curve_diagnostics_resumed_after_its_last_epoch_and_after_a_nan(tmp_path):
+    """A run resumed with no epoch left reports the saved history (it used to
+    crash in `diagnose`); a NaN seen before the restart is reported without
+    locating a layer in a batch the restart lost."""
+    (x, y), _ = digits()
+    x, y = x[:128].reshape(128, -1).astype("float32"), y[:128]
+    x[64] = np.nan  # batch 2 of epoch 0 (batches of 32): the loss is NaN from there on
+    backup = str(tmp_path / "backup")
+
+    def run(initial_epoch, weights=None):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+        model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        if weights is not None:  # what BackupAndRestore would have restored
+            model.set_weights(weights)
+        cb = kt.callbacks.CurveDiagnostics(stop_on=(), backup_dir=backup)
+        model.fit(x, y, batch_size=32, epochs=3, initial_epoch=initial_epoch, shuffle=False,
+                  verbose=0, callbacks=[cb])
+        return cb.report, model.get_weights()
+
+    full, weights = run(0)
+    assert "nan" in full.codes
+    assert "first non-finite" in str(full.to_dict()["findings"]).lower()  # located in the batch
+    after_the_end, _ = run(3, weights)  # no epoch left: the state saved after epoch 3
+    assert after_the_end.to_dict()["epochs"] == full.to_dict()["epochs"]
+    assert after_the_end.codes == full.codes
+    resumed, _ = run(2, weights)
+    assert len(resumed.to_dict()["epochs"]["loss"]) == 3
+    assert "lost when the run was restarted" in str(resumed.to_dict()["findings"])
+
+
 @pytest.mark.slow
 def test_snapshot_ensemble_resumes(tmp_path):
     (x, y), (xt, _) = digits()

@@ -231,5 +231,8 @@ def test_datasets_shard_by_data_and_need_a_seed_in_a_cluster(monkeypatch):
     _tf_config(monkeypatch, TWO, "worker", 1)
     with pytest.raises(ValueError, match="Pass the same `seed` on every worker. Received: seed=None"):
         kt.data.load("digits", "train", batch_size=32)
+    with pytest.raises(ValueError, match="Received: seed=None"):
+        kt.data.load("digits", "train", as_numpy=True, shuffle=True)  # a permutation too
+    kt.data.load("digits", "train", as_numpy=True)  # in the split's order: fine
     kt.data.load("digits", "train", batch_size=32, seed=0)  # seeded: fine
     kt.data.load("digits", "test", batch_size=32)  # not shuffled: fine
