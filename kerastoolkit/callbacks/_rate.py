@@ -100,19 +100,27 @@ def _describe(optimizer):
 
 class _Member:
     def __init__(self, owner, factory, kind, per_step, replace):
-        self.owner = owner
+        self._owner = weakref.ref(owner)  # the callback holds the model: no cycle to the key
         self.factory = factory
         self.kind = kind
         self.per_step = per_step
         self.replace = replace
         self.schedule = None
 
+    @property
+    def owner(self):
+        return self._owner()
+
 
 class RateProgram:
     """The composed learning rate of one optimizer (see the module docstring)."""
 
     def __init__(self, optimizer):
-        self.optimizer = optimizer
+        # Weak references: `_PROGRAMS` is keyed weakly by the optimizer, and
+        # a value holding the optimizer (or the model, or a callback holding
+        # the model) would keep every model trained with a callback alive.
+        self._optimizer = weakref.ref(optimizer)
+        self._model = None
         obj = _keras_compat.learning_rate_object(optimizer)
         self.adoptable = {}
         if isinstance(obj, keras.Variable):
@@ -132,6 +140,18 @@ class RateProgram:
         self.top = None
         self._capture = None  # (step, value) read when the base was captured
         self._sync_function = None  # (top, traced update) on TensorFlow
+
+    @property
+    def optimizer(self):
+        return self._optimizer()
+
+    @property
+    def model(self):
+        return None if self._model is None else self._model()
+
+    @model.setter
+    def model(self, model):
+        self._model = None if model is None else weakref.ref(model)
 
     def _strip(self, schedule):
         """The user's schedule below the ones callbacks installed (saved in a checkpoint)."""
@@ -232,7 +252,7 @@ class RateProgram:
             keras_rate = _keras_compat.learning_rate_object(self.optimizer)
             if keras_rate is not self.top:
                 self.optimizer.learning_rate = self.top  # schedule -> schedule
-            retrace(getattr(self, "model", None))
+            retrace(self.model)
             return
         step = _step(self.optimizer)
         if self.explicit_base is not None:
@@ -303,10 +323,10 @@ class RateProgram:
         if self._sync_function is None or self._sync_function[0] is not self.top:
             import tensorflow as tf
 
-            top, variable, optimizer = self.top, self.variable, self.optimizer
+            top, variable, optimizer = self.top, self.variable, self._optimizer
 
             def update():
-                variable.assign(keras.ops.cast(top(optimizer.iterations), variable.dtype))
+                variable.assign(keras.ops.cast(top(optimizer().iterations), variable.dtype))
 
             self._sync_function = (top, tf.function(update, autograph=False))
         return self._sync_function[1]

@@ -203,3 +203,26 @@ def test_snapshot_ensemble_cycles_end_at_total_epochs(tmp_path):
     with pytest.warns(UserWarning, match="no snapshot was taken"):
         model.fit(x, y, batch_size=bs, epochs=4, verbose=0, callbacks=[snap, stop])
     assert snap.ensemble is None
+
+
+def test_models_trained_with_rate_callbacks_are_freed():
+    """The rate programs (kept per optimizer) hold the optimizer, model and
+    callbacks weakly: a model trained with Warmup and PlateauDecay, on a float
+    rate or a schedule, is freed once the script drops it (it used to stay
+    alive for the life of the process)."""
+    import gc
+    import weakref
+
+    def train(schedule):
+        lr = keras.optimizers.schedules.CosineDecay(0.1, 100) if schedule else 0.1
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.SGD(lr), "mse")
+        model.fit(np.ones((16, 4)), np.ones((16, 2)), batch_size=8, epochs=2, verbose=0,
+                  callbacks=[kt.callbacks.Warmup(warmup_steps=2),
+                             kt.callbacks.PlateauDecay(monitor="loss", patience=0)])
+        return weakref.ref(model), weakref.ref(model.optimizer)
+
+    for schedule in (False, True):
+        refs = train(schedule)
+        gc.collect()
+        assert [r() for r in refs] == [None, None], f"schedule={schedule}"

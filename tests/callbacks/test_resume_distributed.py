@@ -159,7 +159,8 @@ def test_curve_diagnostics_resumed_after_its_last_epoch_and_after_a_nan(tmp_path
 
     full, weights = run(0)
     assert "nan" in full.codes
-    assert "first non-finite" in str(full.to_dict()["findings"]).lower()  # located in the batch
+    if keras.backend.backend() == "tensorflow":  # the batch is captured and the layer located
+        assert "first non-finite" in str(full.to_dict()["findings"]).lower()
     after_the_end, _ = run(3, weights)  # no epoch left: the state saved after epoch 3
     assert after_the_end.to_dict()["epochs"] == full.to_dict()["epochs"]
     assert after_the_end.codes == full.codes

@@ -204,10 +204,10 @@ class InjectMetric(keras.callbacks.Callback):
         logs["fake"] = float(epoch + 1)  # gets worse every epoch
 
 
-def make_callbacks(cell, workdir, x):
+def make_callbacks(cell, workdir, x, backup=None):
     """The callbacks under test (those that must precede the others first)."""
     name = cell["callback"]
-    backup = os.path.join(workdir, "backup")
+    backup = backup or os.path.join(workdir, "backup")
     if name == "warmup":
         return [kt.callbacks.Warmup(warmup_steps=3)]
     if name == "plateau":
@@ -311,8 +311,10 @@ def run_continuation(cell, workdir):
             # the saved optimizer variables with a warning).
             with policy(cell):
                 model = keras.saving.load_model(os.path.join(workdir, "ckpt_2.keras"))
-            model.fit(x, y, epochs=EPOCHS, initial_epoch=2,
-                      callbacks=make_callbacks(cell, workdir, x), **fit_kwargs())
+            # As on another machine: the `.keras` file without the callbacks'
+            # saved states (the uninterrupted run's are in `backup`).
+            model.fit(x, y, epochs=EPOCHS, initial_epoch=2, callbacks=make_callbacks(
+                cell, workdir, x, backup=os.path.join(workdir, "no-backup")), **fit_kwargs())
         else:
             model = make_model(cell)
             model.fit(x, y, epochs=EPOCHS, callbacks=make_callbacks(cell, workdir, x) + [
