@@ -65,7 +65,10 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
     Give the same `backup_dir` as `keras.callbacks.BackupAndRestore` (listed
     after this callback) and a killed run that is resumed keeps the history
     recorded before the kill: the report, `steps.csv` and `epochs.csv` of the
-    resumed run cover every epoch, as an uninterrupted run's do. Under
+    resumed run cover every epoch, as an uninterrupted run's do (the files
+    go when `BackupAndRestore` removes its folder at the end of a completed
+    `fit`; in a folder of their own they stay, and a later `fit` that starts
+    at one of their epochs continues that history). Under
     `MultiWorkerMirroredStrategy` only the chief writes `log_dir`; give each
     worker its own `backup_dir` (`kt.distribute.worker_backup_dir`).
 
