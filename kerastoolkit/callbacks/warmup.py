@@ -1,6 +1,7 @@
 """`Warmup`: a linear learning-rate warmup in front of any optimizer's rate."""
 
 import keras
+import numpy as np
 
 from kerastoolkit.callbacks import _common
 from kerastoolkit.callbacks import _rate
@@ -94,6 +95,7 @@ class Warmup(keras.callbacks.Callback):
         self.verbose = _common.check_int("verbose", verbose, 0)
         self.schedule = None  # the `kt.schedules.Warmup` of the rate program
         self._target = None  # the float base reached (kept for a later `fit`)
+        self._left = None  # the float rate this callback left when its `fit` ended
 
     def set_params(self, params):
         super().set_params(params)
@@ -122,6 +124,11 @@ class Warmup(keras.callbacks.Callback):
                 inner, warmup_steps=steps, start=start, name=_rate.MARK + "Warmup"
             )
 
+        if self._left is not None:  # the first install of a later `fit`
+            if program.variable is not None and not np.isclose(
+                    _rate._to_float(program.variable), self._left, rtol=1e-6):
+                self._target = None  # the user set another rate since: it is the target
+            self._left = None
         target = self.warmup_target if self.warmup_target is not None else self._target
         if program.variable is None:
             target = None  # the schedule defines the target
@@ -153,6 +160,8 @@ class Warmup(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._program.release(self)
+        if self._program.variable is not None:
+            self._left = self._program.current_rate()
 
     def get_config(self):
         return {

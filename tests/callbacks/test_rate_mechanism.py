@@ -226,3 +226,23 @@ def test_models_trained_with_rate_callbacks_are_freed():
         refs = train(schedule)
         gc.collect()
         assert [r() for r in refs] == [None, None], f"schedule={schedule}"
+
+
+def test_a_reused_warmup_continues_its_target_unless_the_user_set_another_rate():
+    """The same `Warmup` in a second `fit`: stopped mid-warmup, it goes on to
+    its target (the rate left in the optimizer is a point on the way); after
+    `optimizer.learning_rate = ...` between the fits, the new rate is the
+    target (it used to be ignored)."""
+    x, y, bs = probe_data(2)
+    fit = dict(batch_size=bs, shuffle=False, verbose=0)
+    model = probe_model(keras.optimizers.SGD(0.1))
+    warmup = kt.callbacks.Warmup(warmup_steps=4)
+    model.fit(x, y, epochs=1, callbacks=[warmup], **fit)  # steps 0, 1: rates 0, 0.025
+    probe = AppliedLR()
+    model.fit(x, y, epochs=1, callbacks=[warmup, probe], **fit)  # steps 2, 3
+    np.testing.assert_allclose(probe.applied, [0.05, 0.075], rtol=1e-5)
+    model.fit(x, y, epochs=1, callbacks=[warmup], **fit)  # steps 4, 5: warmed up, 0.1
+    model.optimizer.learning_rate = 0.01
+    probe = AppliedLR()
+    model.fit(x, y, epochs=1, callbacks=[warmup, probe], **fit)  # steps 6, 7
+    np.testing.assert_allclose(probe.applied, [0.01, 0.01], rtol=1e-5)
