@@ -33,6 +33,7 @@ import numpy as np
 
 import keras
 
+from kerastoolkit.diagnostics import statistics as stats_lib
 from kerastoolkit.diagnostics.report import Finding
 from kerastoolkit.diagnostics.report import Report
 from kerastoolkit.diagnostics.report import merged_thresholds
@@ -383,7 +384,6 @@ def _scalar(result):
 
 
 def _gradient_checks(clone, x, y, t):
-    from kerastoolkit.diagnostics import statistics as stats_lib
 
     found = []
     try:
@@ -430,13 +430,10 @@ DEFAULT_THRESHOLDS = {
     "overfit_fraction": 0.1,
     "ignores_input_ratio": 0.5,
     "signal_fraction": 0.9,
+    # The activation statistics' own thresholds, with a dead-ReLU fraction
+    # for a network at initialization.
+    **stats_lib.DEFAULT_THRESHOLDS,
     "dead_relu_fraction": 0.9,
-    "activation_ratio_low": 1e-2,
-    "activation_ratio_high": 1e2,
-    "gradient_ratio_low": 1e-2,
-    "gradient_ratio_high": 1e2,
-    "update_ratio_low": 1e-5,
-    "update_ratio_high": 1e-1,
 }
 
 
