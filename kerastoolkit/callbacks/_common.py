@@ -168,6 +168,13 @@ class ResumableMixin:
     def _begin_fit(self):
         self._first_epoch_of_fit = True
 
+    def _resume_if_no_epoch_ran(self):
+        """At `on_train_end`: when no epoch ran (a run resumed after its last
+        epoch, killed before `BackupAndRestore` removed its folder), takes
+        up the state saved after that epoch."""
+        if getattr(self, "_first_epoch_of_fit", False):
+            self._maybe_resume((self.params or {}).get("epochs") or 0)
+
     def _maybe_resume(self, epoch):
         if not getattr(self, "_first_epoch_of_fit", False):
             return

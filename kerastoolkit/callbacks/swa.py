@@ -124,6 +124,7 @@ class SWA(_common.ResumableMixin, keras.callbacks.Callback):
         self._state_file.save(epoch + 1, {"count": self.count}, self.average)
 
     def on_train_end(self, logs=None):
+        self._resume_if_no_epoch_ran()
         if not self.count:
             return
         if keras.backend.backend() == "jax":

@@ -404,10 +404,7 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         }
 
     def on_train_end(self, logs=None):
-        if getattr(self, "_first_epoch_of_fit", False):
-            # No epoch ran: a run resumed after its last epoch (killed
-            # before the backup was removed). Its history is the saved one.
-            self._maybe_resume((self.params or {}).get("epochs") or 0)
+        self._resume_if_no_epoch_ran()
         self._drain()
         batch = None
         if self._steps_recorder is not None:

@@ -169,6 +169,27 @@ def test_curve_diagnostics_resumed_after_its_last_epoch_and_after_a_nan(tmp_path
     assert "lost when the run was restarted" in str(resumed.to_dict()["findings"])
 
 
+def test_swa_resumed_after_its_last_epoch_still_averages(tmp_path):
+    """A run resumed with no epoch left (killed after its last backup) ends
+    with the SWA average, as the uninterrupted run does (it used to keep the
+    last epoch's weights: SWA's count was 0 in that `fit`)."""
+    (x, y), _ = digits()
+    x, y = x[:128].reshape(128, -1), y[:128]
+    backup = str(tmp_path / "backup")
+    model = mlp()
+    last = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: last.__dict__.update(weights=model.get_weights()))
+    model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
+              callbacks=[SWA(start_epoch=1, backup_dir=backup), last])
+    resumed = mlp()
+    resumed.set_weights(last.weights)  # what BackupAndRestore restores: the last epoch's
+    resumed.fit(x, y, batch_size=32, epochs=3, initial_epoch=3, verbose=0,
+                callbacks=[SWA(start_epoch=1, backup_dir=backup)])
+    assert not np.allclose(model.get_weights()[0], last.weights[0])  # averaging moved them
+    for a, b in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_snapshot_ensemble_resumes(tmp_path):
     (x, y), (xt, _) = digits()
