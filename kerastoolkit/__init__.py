@@ -33,28 +33,29 @@ def _started_by_the_command():
     return name in ("kerastoolkit", "kerastoolkit-script")
 
 
-if not _started_by_the_command():
-    from kerastoolkit import callbacks
-    from kerastoolkit import diagnostics
-    from kerastoolkit import initializers
-    from kerastoolkit import layers
-    from kerastoolkit import losses
-    from kerastoolkit import models
-    from kerastoolkit import optimizers
-    from kerastoolkit import preflight
-    from kerastoolkit import presets
-    from kerastoolkit import schedules
-
 _SUBPACKAGES = (
     "callbacks", "diagnostics", "initializers", "layers", "losses", "models", "optimizers", "preflight", "presets", "schedules",
 )
 _LAZY_SUBPACKAGES = ("data", "export", "distribute")
 
 
+def _import_subpackages():
+    """Imports every sub-package that only needs Keras (registering their objects).
+
+    `import kerastoolkit` does it, except in the `kerastoolkit` command,
+    which calls this once it has parsed its arguments.
+    """
+    for subpackage in _SUBPACKAGES:
+        globals()[subpackage] = importlib.import_module(f"kerastoolkit.{subpackage}")
+
+
+if not _started_by_the_command():
+    _import_subpackages()
+
+
 def __getattr__(name):
     if name in _SUBPACKAGES:  # deferred by the command: import them all (registration)
-        for subpackage in _SUBPACKAGES:
-            globals()[subpackage] = importlib.import_module(f"kerastoolkit.{subpackage}")
+        _import_subpackages()
         return globals()[name]
     if name in _LAZY_SUBPACKAGES:
         module = importlib.import_module(f"kerastoolkit.{name}")

@@ -264,53 +264,6 @@ def test_a_failed_run_leaves_no_output_folder_and_progress_is_one_line_per_epoch
 
 @requires_tensorflow
 @pytest.mark.slow
-def test_train_digits_exports_versions_that_serve_the_same_probabilities(tmp_path, capsys):
-    import kerastoolkit as kt
-
-    out = str(tmp_path / "digits")
-    assert cli.main(["train", "--dataset", "digits", "--out", out, "--verbose", "0", "--explain", "3"]) == 0
-    printed = capsys.readouterr().out
-    accuracy = float(printed.split("test accuracy: ")[1].split()[0])
-    assert accuracy >= 0.95, printed
-    version = os.path.join(out, "1")
-    for name in ("saved_model.pb", "model.keras", "epochs.csv", "curves.png", "steps.csv", "report.json",
-                 "explanations.png"):
-        assert os.path.exists(os.path.join(version, name)), name
-    assert "Curve diagnosis" in printed
-    # The run's logs feed `kerastoolkit diagnose`, which agrees with the saved report.
-    assert cli.main(["diagnose", os.path.join(version, "epochs.csv"), "--steps", os.path.join(version, "steps.csv"), "--json"]) == 0
-    findings = json.loads(capsys.readouterr().out)["findings"]
-    with open(os.path.join(version, "report.json")) as f:
-        saved = json.load(f)
-    assert [f["code"] for f in findings] == [f["code"] for f in saved["findings"]]
-    with open(os.path.join(version, "epochs.csv")) as f:
-        rows = list(csv.DictReader(f))
-    assert 1 <= len(rows) <= 30 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
-
-    x_test, y_test = kt.data.load("digits", "test", as_numpy=True, raw=True)  # the model takes raw pixels
-    model = keras.saving.load_model(os.path.join(version, "model.keras"))
-    expected = model.predict(x_test, verbose=0)
-    served = kt.export.load(version)(x_test)
-    assert np.max(np.abs(served - expected)) < 1e-5
-    assert np.mean(np.argmax(served, axis=1) == y_test) == pytest.approx(accuracy, abs=1e-4)
-
-    # `kerastoolkit export` of the saved Keras model serves the same probabilities.
-    exported = str(tmp_path / "exported")
-    names = ",".join(str(d) for d in range(10))
-    assert cli.main(["export", os.path.join(version, "model.keras"), "--out", exported, "--class-names", names]) == 0
-    again = kt.export.load(os.path.join(exported, "1")).predict(x_test)
-    assert np.max(np.abs(again["probabilities"] - expected)) < 1e-5
-    np.testing.assert_array_equal(again["top_k_indices"][:, 0], np.argmax(expected, axis=1))
-
-    # A second run (with the preflight checks, which a healthy setup passes) writes version 2.
-    assert cli.main(["train", "--out", out, "--epochs", "1", "--verbose", "0", "--preflight"]) == 0
-    assert "Preflight" in capsys.readouterr().out
-    assert os.path.exists(os.path.join(out, "2", "saved_model.pb"))
-    assert sorted(os.listdir(out)) == ["1", "2"]
-
-
-@requires_tensorflow
-@pytest.mark.slow
 def test_train_fashion_mnist_with_augmentation_serves_raw_uint8_images(tmp_path):
     """Issue 8's end-to-end case: `--augment geometric` trains, exports and serves raw uint8 pixels."""
     import kerastoolkit as kt

@@ -1,7 +1,7 @@
 """Callbacks for `model.fit`: warmup, plateau decay with schedules, snapshots, diagnostics."""
 
-from kerastoolkit.callbacks.lr_finder import LRFinder
-from kerastoolkit.callbacks.lr_finder import find_learning_rate
+from kerastoolkit.diagnostics.lr_finder import LRFinder
+from kerastoolkit.diagnostics.lr_finder import find_learning_rate
 from kerastoolkit.callbacks.momentum import MomentumSchedule
 from kerastoolkit.callbacks.plateau import PlateauDecay
 from kerastoolkit.callbacks.precise_bn import PreciseBatchNorm

@@ -3,7 +3,7 @@
 import keras
 
 from kerastoolkit import _keras_compat
-from kerastoolkit.callbacks import _common
+from kerastoolkit import _callback_common as _common
 from kerastoolkit.optimizers.sgd import SGD
 
 

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from kerastoolkit.callbacks import _common
-from kerastoolkit.callbacks import _rate
+from kerastoolkit import _callback_common as _common
+from kerastoolkit import _rate
 from kerastoolkit.schedules.scaled import Scaled
 
 
@@ -26,7 +26,7 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
     raises `TypeError` on a schedule, tensorflow#36612), `η` may be a float, a
     toolkit schedule or any Keras `LearningRateSchedule`: the callback adds a
     `kt.schedules.Scaled` to the optimizer's rate program
-    (`kerastoolkit/callbacks/_rate.py`, shared with `Warmup` and
+    (`kerastoolkit/_rate.py`, shared with `Warmup` and
     `SnapshotEnsemble`) and lowers its multiplier, so a schedule keeps its
     shape. A float rate stays a float: its variable is assigned, as
     `ReduceLROnPlateau` does, so checkpoints and exports are unchanged.

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from kerastoolkit.callbacks import _common
+from kerastoolkit import _callback_common as _common
 
 
 def _batchnorm_layers(layer, found=None, seen=None):

@@ -7,8 +7,8 @@ import warnings
 
 import keras
 
-from kerastoolkit.callbacks import _common
-from kerastoolkit.callbacks import _rate
+from kerastoolkit import _callback_common as _common
+from kerastoolkit import _rate
 from kerastoolkit.distribute.cluster import chief_path
 from kerastoolkit.schedules.cyclic_cosine import CyclicCosine
 
@@ -29,7 +29,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
     ```
 
     (`kt.schedules.CyclicCosine`, installed on the optimizer when `fit`
-    starts, as part of the optimizer's rate program, `callbacks/_rate.py`: a
+    starts, as part of the optimizer's rate program, `_rate.py`: a
     float rate is assigned step by step, a schedule is replaced). At the end of every cycle, where the rate is lowest and the model
     sits in a local minimum, the model is saved as
     `directory/snapshot_<k>.keras`. When training ends, `self.ensemble` is a

@@ -5,7 +5,7 @@ import warnings
 import keras
 import numpy as np
 
-from kerastoolkit.callbacks import _common
+from kerastoolkit import _callback_common as _common
 from kerastoolkit.callbacks.precise_bn import _batchnorm_layers
 from kerastoolkit.callbacks.precise_bn import recompute_batchnorm_statistics
 

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from kerastoolkit.callbacks import _common
-from kerastoolkit.callbacks import _rate
+from kerastoolkit import _callback_common as _common
+from kerastoolkit import _rate
 from kerastoolkit.schedules.warmup import Warmup as WarmupSchedule
 
 
@@ -25,7 +25,7 @@ class Warmup(keras.callbacks.Callback):
     The ramp rises every step (not once per epoch), as in Goyal et al. (2018).
     `warmup_epochs` is converted to steps with the number of steps per epoch
     of the `fit` call. The ramp is a `kt.schedules.Warmup` part of the
-    optimizer's rate program (`kerastoolkit/callbacks/_rate.py`, shared with
+    optimizer's rate program (`kerastoolkit/_rate.py`, shared with
     `PlateauDecay` and `SnapshotEnsemble`): on an optimizer built with a
     schedule it wraps the schedule inside the compiled step; on one built with
     a float rate the callback assigns the optimizer's own learning-rate

@@ -13,6 +13,8 @@ from kerastoolkit.diagnostics.curves import ADVICE
 from kerastoolkit.diagnostics.curves import DEFAULT_THRESHOLDS
 from kerastoolkit.diagnostics.curves import diagnose
 from kerastoolkit.diagnostics.locate import locate_non_finite
+from kerastoolkit.diagnostics.lr_finder import LRFinder
+from kerastoolkit.diagnostics.lr_finder import find_learning_rate
 from kerastoolkit.diagnostics.plots import plot_history
 from kerastoolkit.diagnostics.plots import plot_report
 from kerastoolkit.diagnostics.report import CODES

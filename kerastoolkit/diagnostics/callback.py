@@ -10,7 +10,7 @@ import numpy as np
 
 import keras
 
-from kerastoolkit.callbacks import _common
+from kerastoolkit import _callback_common as _common
 from kerastoolkit.diagnostics import statistics as stats_lib
 from kerastoolkit.distribute.cluster import chief_path
 from kerastoolkit.diagnostics.curves import detect_diverging

@@ -12,7 +12,6 @@ from kerastoolkit.preflight.checks import DEFAULT_THRESHOLDS
 from kerastoolkit.preflight.checks import PREFLIGHT_CODES
 from kerastoolkit.preflight.checks import PreflightReport
 from kerastoolkit.preflight.checks import check
-from kerastoolkit.preflight.cli import preflight_for_cli
 
 # The preflight codes are finding codes like the curve diagnosis's.
 for _code, _severity in PREFLIGHT_CODES.items():

@@ -617,7 +617,7 @@ def check(model, data, batch_size=32, shuffle=False, num_examples=512,
                          "steps": signal_steps}))
         if lr_range_test and not broken_labels:
             checks.append("lr_range_test")
-            from kerastoolkit.callbacks.lr_finder import find_learning_rate
+            from kerastoolkit.diagnostics.lr_finder import find_learning_rate
 
             lr_copy = _copy_like(clone, model, with_weights, learning_rate)
             try:

@@ -1,4 +1,4 @@
-"""The one rate mechanism (`callbacks/_rate.py`): issue 13, items 1 and 2.
+"""The one rate mechanism (`_rate.py`): issue 13, items 1 and 2.
 
 1. A float rate stays a float: `.keras` checkpoints written mid-training by
    `keras.callbacks.ModelCheckpoint` reload with the optimizer's state.

@@ -119,7 +119,7 @@ def test_state_files_survive_a_torn_write_and_a_lagging_backup(tmp_path):
     """Each epoch's state is its own pair of files, written atomically; the
     last two epochs are kept, so a backup one epoch behind still finds its
     state; an unreadable archive is reported and ignored."""
-    from kerastoolkit.callbacks._common import StateFile
+    from kerastoolkit._callback_common import StateFile
 
     files = StateFile(str(tmp_path), "probe")
     for epoch in (1, 2, 3):

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 import kerastoolkit as kt
-from kerastoolkit.callbacks import _rate
+from kerastoolkit import _rate
 
 FACTORS = {
     "optimizer": ["keras_sgd", "keras_adam", "keras_adamw", "kt_sgd", "swats",

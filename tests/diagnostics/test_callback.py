@@ -174,7 +174,7 @@ def test_statistics_match_numpy_at_initialization():
 
 @pytest.mark.slow
 def test_files_rediagnose_and_cli(tmp_path, capsys):
-    from kerastoolkit.diagnostics import cli
+    from kerastoolkit import cli
 
     x, y = digits(512)
     model = compile_(mlp(), keras.optimizers.SGD(1e-6))
@@ -186,7 +186,7 @@ def test_files_rediagnose_and_cli(tmp_path, capsys):
     assert again.steps_per_epoch == 12
     with open(tmp_path / "report.json") as handle:
         assert [f["code"] for f in json.load(handle)["findings"]] == ["not_training"]
-    assert cli.main([str(tmp_path / "epochs.csv"), "--steps",
+    assert cli.main(["diagnose", str(tmp_path / "epochs.csv"), "--steps",
                      str(tmp_path / "steps.csv"), "--json"]) == 0
     assert [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]] == ["not_training"]
 

@@ -1,24 +1,17 @@
 """Log files (CSVLogger, steps CSV), bad input, and the `diagnose` CLI."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from kerastoolkit.diagnostics import cli
+from kerastoolkit import cli
 from kerastoolkit.diagnostics import diagnose
 
 
 def write(path, text):
     path.write_text(text)
     return str(path)
-
-
-def parser():
-    p = argparse.ArgumentParser(prog="kerastoolkit")
-    cli.add_parser(p.add_subparsers(dest="command"))
-    return p
 
 
 def epochs_csv(tmp_path, n=12):
@@ -88,12 +81,10 @@ def test_steps_csv_epoch_column_gives_steps_per_epoch(tmp_path):
 
 def test_cli_text_json_plot(tmp_path, capsys):
     path = write(tmp_path / "e.csv", "epoch,loss\n" + "\n".join(f"{i},2.3" for i in range(6)) + "\n")
-    args = parser().parse_args(["diagnose", path])
-    assert args.func(args) == 0
+    assert cli.main(["diagnose", path]) == 0
     assert "not_training" in capsys.readouterr().out
     png = str(tmp_path / "out.png")
-    args = parser().parse_args(["diagnose", path, "--json", "--plot", png])
-    assert cli.run(args) == 0
+    assert cli.main(["diagnose", path, "--json", "--plot", png]) == 0
     findings = json.loads(capsys.readouterr().out)["findings"]
     assert [f["code"] for f in findings] == ["not_training"]
     with open(png, "rb") as handle:
@@ -102,14 +93,13 @@ def test_cli_text_json_plot(tmp_path, capsys):
 
 def test_cli_healthy_json_is_empty_list(tmp_path, capsys):
     path, _ = epochs_csv(tmp_path)
-    assert cli.main([path, "--json"]) == 0
+    assert cli.main(["diagnose", path, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["findings"] == []
 
 
 def test_cli_bad_file_one_line_error(tmp_path, capsys):
     path = write(tmp_path / "empty.csv", "")
-    args = parser().parse_args(["diagnose", path])
-    assert cli.run(args) == 2
+    assert cli.main(["diagnose", path]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and path in err[0] and "empty" in err[0]
@@ -117,6 +107,7 @@ def test_cli_bad_file_one_line_error(tmp_path, capsys):
 
 
 def test_cli_help_mentions_every_argument():
-    text = parser().format_help() + cli.add_arguments(argparse.ArgumentParser()).format_help()
+    subparsers = cli.build_parser()._subparsers._group_actions[0]
+    text = subparsers.choices["diagnose"].format_help()
     for flag in ("EPOCHS.csv", "--steps", "--json", "--plot"):
         assert flag in text

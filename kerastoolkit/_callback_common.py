@@ -13,7 +13,7 @@ import numpy as np
 from kerastoolkit._checks import check_int  # noqa: F401  (used as _common.check_int)
 from kerastoolkit._checks import check_real
 from kerastoolkit._checks import is_real  # noqa: F401
-from kerastoolkit.callbacks import _rate
+from kerastoolkit import _rate
 
 _SCHEDULE = keras.optimizers.schedules.LearningRateSchedule
 

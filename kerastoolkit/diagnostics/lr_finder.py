@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from kerastoolkit import _keras_compat
-from kerastoolkit.callbacks import _common
+from kerastoolkit import _callback_common as _common
 from kerastoolkit.diagnostics.plots import new_figure
 from kerastoolkit.diagnostics.plots import save_figure
 from kerastoolkit.diagnostics.recorder import StepRecorder

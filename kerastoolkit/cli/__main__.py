@@ -1,0 +1,7 @@
+"""`python -m kerastoolkit.cli`: the `kerastoolkit` command."""
+
+import sys
+
+from kerastoolkit.cli import main
+
+sys.exit(main())

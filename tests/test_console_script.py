@@ -1,0 +1,176 @@
+"""The README's commands as a user types them: the installed `kerastoolkit` console
+script, each in a fresh process, in an empty folder with an empty home.
+
+The console script imports the package in its own order (it defers the
+sub-packages so that `--help` answers at once); `cli.main` called inside a
+test process that has imported everything cannot see what breaks there.
+"""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import requires_tensorflow
+from tests.harness import subprocess_env
+
+
+def _console_script():
+    beside = os.path.join(os.path.dirname(sys.executable), "kerastoolkit")
+    found = beside if os.path.exists(beside) else shutil.which("kerastoolkit")
+    assert found, "the `kerastoolkit` console script is not installed: `pip install .` first"
+    return found
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    """A fresh user: an empty working folder and an empty home (the dataset cache
+    stays the suite's, so that the digits are prepared once)."""
+    folder = tmp_path_factory.mktemp("user")
+    home = folder / "home"
+    home.mkdir()
+    env = subprocess_env()
+    env["HOME"] = str(home)
+    env.setdefault("KERASTOOLKIT_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "kerastoolkit",
+                                                         "tensorflow_datasets"))
+    work = folder / "work"
+    work.mkdir()
+
+    def run(*args, timeout=600):
+        return subprocess.run([_console_script(), *args], capture_output=True, text=True, env=env,
+                              cwd=work, timeout=timeout)
+
+    run.cwd, run.env = str(work), env
+    return run
+
+
+def _ok(result):
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_version_and_help(user):
+    from kerastoolkit import __version__
+
+    assert _ok(user("--version")).strip() == f"kerastoolkit {__version__}"
+    text = _ok(user("--help"))
+    for command in ("train", "presets", "export", "diagnose"):
+        assert command in text
+        assert "usage: kerastoolkit " + command in _ok(user(command, "--help"))
+
+
+def test_presets(user):
+    text = _ok(user("presets"))
+    import kerastoolkit as kt
+
+    for name in kt.presets.names():
+        assert name in text
+
+
+@pytest.fixture(scope="module")
+def trained(user):
+    """`kerastoolkit train` as the quick start types it, in the user's empty folder."""
+    printed = _ok(user("train"))
+    version = os.path.join(user.cwd, "savedmodels", "digits", "1")
+    return printed, version
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_train_writes_what_the_readme_lists_and_serves_it(trained):
+    import keras
+
+    import kerastoolkit as kt
+
+    printed, version = trained
+    accuracy = float(printed.split("test accuracy: ")[1].split()[0])
+    assert accuracy >= 0.97, printed
+    assert "Curve diagnosis" in printed and f"SavedModel: savedmodels/digits/1" in printed
+    for name in ("saved_model.pb", "model.keras", "epochs.csv", "curves.png", "steps.csv", "report.json"):
+        assert os.path.exists(os.path.join(version, name)), name
+    with open(os.path.join(version, "epochs.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert 1 <= len(rows) <= 30 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
+    with open(os.path.join(version, "assets", "kerastoolkit_metadata.json")) as f:
+        metadata = json.load(f)
+    # The epochs asked for and the epochs run (early stopping ends the run sooner).
+    assert metadata["epochs"] == 30 and metadata["epochs_trained"] == len(rows)
+
+    x_test, y_test = kt.data.load("digits", "test", as_numpy=True, raw=True)  # the model takes raw pixels
+    model = keras.saving.load_model(os.path.join(version, "model.keras"))
+    expected = model.predict(x_test, verbose=0)
+    served = kt.export.load(version)(x_test)
+    assert np.max(np.abs(served - expected)) < 1e-5
+    assert np.mean(np.argmax(served, axis=1) == y_test) == pytest.approx(accuracy, abs=1e-4)
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_export_of_the_model_train_wrote_is_the_next_version(user, trained):
+    import kerastoolkit as kt
+
+    _, version = trained
+    out = os.path.dirname(version)
+    names = ",".join(str(d) for d in range(10))
+    printed = _ok(user("export", os.path.join(version, "model.keras"), "--out", out, "--class-names", names))
+    assert printed.strip() == f"SavedModel: {os.path.join(out, '2')}"
+    x_test, _ = kt.data.load("digits", "test", as_numpy=True, raw=True)
+    first, second = kt.export.load(version).predict(x_test), kt.export.load(os.path.join(out, "2")).predict(x_test)
+    assert np.max(np.abs(first["probabilities"] - second["probabilities"])) < 1e-6
+    np.testing.assert_array_equal(second["top_k_class_names"][:, 0].astype(str),
+                                  np.argmax(first["probabilities"], axis=1).astype(str))
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_diagnose_with_each_flag_on_the_runs_own_files(user, trained, tmp_path):
+    _, version = trained
+    epochs, steps = os.path.join(version, "epochs.csv"), os.path.join(version, "steps.csv")
+    with open(os.path.join(version, "report.json")) as f:
+        saved = json.load(f)
+    text = _ok(user("diagnose", epochs))
+    assert text.startswith("Curve diagnosis (")
+    png = str(tmp_path / "curves.png")
+    whole = json.loads(_ok(user("diagnose", epochs, "--steps", steps, "--json", "--plot", png)))
+    assert [f["code"] for f in whole["findings"]] == [f["code"] for f in saved["findings"]]
+    assert whole["summary"].startswith("Curve diagnosis (") and "steps" in whole["summary"]
+    with open(png, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    # A folder for --plot is refused (it once wrote FOLDER.png silently).
+    result = user("diagnose", epochs, "--plot", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.startswith("kerastoolkit: error: argument --plot: ")
+    assert not os.path.exists(str(tmp_path) + ".png")
+
+
+def test_an_unwritable_out_is_one_line(user):
+    result = user("train", "--out", "/proc/kerastoolkit-out", "--epochs", "1")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("kerastoolkit: error: argument --out: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_ctrl_c_during_train_prints_one_line_cleans_up_and_exits_130(user):
+    out = os.path.join(user.cwd, "interrupted", "models")
+    process = subprocess.Popen([_console_script(), "train", "--out", out, "--verbose", "2"], cwd=user.cwd,
+                               env=user.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # interrupt once the first epoch is done
+            if line.startswith("Epoch 2/"):
+                break
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "kerastoolkit: interrupted"
+    assert not os.path.exists(os.path.join(user.cwd, "interrupted"))  # nothing left behind
