@@ -7,9 +7,19 @@ versions it was verified on (`require_keras_version`), and has a test in
 `tests/test_keras_compat.py` that fails when Keras changes the internal it
 relies on. Other subsystems add their own sections (one heading each).
 
+One policy for a Keras outside `VERIFIED_KERAS`: warn once
+(`UnverifiedKerasWarning`, naming the version and the verified lines), try the
+internal, and raise `KerasInternalChanged` (a `RuntimeError`) only where it is
+actually missing or different.
+
 API:
-    require_keras_version(feature): raises `RuntimeError` naming `feature`
-        when the installed Keras is outside `VERIFIED_KERAS`.
+    require_keras_version(feature): warns once on an unverified Keras;
+        returns whether the installed Keras is verified.
+    internal_changed(feature, internal, error): the error a piece raises.
+    variable_index(optimizer, variable), built_variables(optimizer),
+        backend_update_step(parent, grads, variables, learning_rate),
+        normal_from_seed(shape, seed, stddev, dtype): what custom optimizers
+        need beyond Keras's documented subclassing API.
     learning_rate_object(optimizer): the optimizer's rate *object* (a
         `keras.Variable` for a float rate, or the `LearningRateSchedule`).
     set_untracked_attribute(optimizer, name, value): sets an attribute without
@@ -25,16 +35,35 @@ API:
 """
 
 import re
+import warnings
 
 import keras
 
 # --------------------------------------------------------------------------
-# Version guard (shared by every section)
+# Version guard and the policy for an unverified Keras (shared by every section)
 # --------------------------------------------------------------------------
+# One policy for every piece below. On a Keras release line in
+# `VERIFIED_KERAS` the pieces run silently. On any other version (setup.cfg
+# allows `keras<4`) the toolkit warns once per process, naming the version and
+# the verified lines, and then tries the internal anyway: a piece raises
+# `KerasInternalChanged` (a `RuntimeError` naming the feature, the internal
+# and the version) only where the internal is actually missing or different.
+# So `kt.preflight.check` runs on a newer Keras whose internals did not move,
+# and nothing runs unchecked where they did.
 
 # Keras (major, minor) release lines on which every piece below was verified
 # by `tests/test_keras_compat.py`. Add a line here only after that test passes.
 VERIFIED_KERAS = ((3, 15),)
+
+_WARNED_VERSIONS = set()
+
+
+class UnverifiedKerasWarning(UserWarning):
+    """The installed Keras is not one the toolkit's uses of internals were verified on."""
+
+
+class KerasInternalChanged(RuntimeError):
+    """A Keras internal the toolkit relies on is missing or different."""
 
 
 def keras_version():
@@ -48,24 +77,55 @@ def keras_version():
     return tuple(parts)
 
 
+def _verified_lines():
+    return ", ".join(f"{a}.{b}.x" for a, b in VERIFIED_KERAS)
+
+
 def require_keras_version(feature):
-    """Raises unless the installed Keras is one `feature`'s internals were verified on.
+    """Checks the installed Keras against `VERIFIED_KERAS`; warns once if it is not one.
+
+    Nothing happens on a verified Keras. On another version an
+    `UnverifiedKerasWarning` naming the version, the verified release lines
+    and `feature` is issued once per process (per version); the caller then
+    tries the internal, and `internal_changed` reports it if it is missing.
 
     Args:
         feature: str, what needs the internal (e.g.
-            `"kt.callbacks.MomentumSchedule"`), named in the error.
+            `"kt.callbacks.MomentumSchedule"`), named in the warning.
 
-    Raises:
-        RuntimeError: on a Keras version outside `VERIFIED_KERAS`.
+    Returns:
+        Whether the installed Keras is a verified one.
     """
     if keras_version()[:2] in VERIFIED_KERAS:
-        return
-    verified = ", ".join(f"{a}.{b}.x" for a, b in VERIFIED_KERAS)
-    raise RuntimeError(
-        f"{feature} relies on Keras internals verified on Keras {verified} only "
-        f"(see kerastoolkit/_keras_compat.py). Install a verified Keras or run "
-        f"tests/test_keras_compat.py against this one and add it to "
-        f"VERIFIED_KERAS. Received: keras.__version__={keras.__version__!r}"
+        return True
+    if keras.__version__ not in _WARNED_VERSIONS:
+        _WARNED_VERSIONS.add(keras.__version__)
+        warnings.warn(
+            f"kerastoolkit's uses of Keras internals (kerastoolkit/_keras_compat.py) were "
+            f"verified on Keras {_verified_lines()}; this is Keras {keras.__version__}. "
+            f"They are tried anyway (first: {feature}), and each raises a clear error if "
+            "the internal it needs has changed. Run tests/test_keras_compat.py against "
+            "this Keras and add it to VERIFIED_KERAS once it passes.",
+            UnverifiedKerasWarning,
+            stacklevel=3,
+        )
+    return False
+
+
+def internal_changed(feature, internal, error=None):
+    """The `KerasInternalChanged` error for `feature` whose `internal` is missing or different.
+
+    Args:
+        feature: str, what needs the internal.
+        internal: str, the internal (e.g. `"Optimizer._get_variable_index"`).
+        error: the exception met when using it, or `None`.
+    """
+    detail = f" ({type(error).__name__}: {error})" if error is not None else ""
+    return KerasInternalChanged(
+        f"{feature} relies on the Keras internal `{internal}`, which this Keras does not "
+        f"have as kerastoolkit expects{detail}. kerastoolkit was verified on Keras "
+        f"{_verified_lines()} (see kerastoolkit/_keras_compat.py): install one of those, "
+        f"or a kerastoolkit that supports this Keras. Received: keras.__version__={keras.__version__!r}"
     )
 
 
@@ -83,8 +143,98 @@ def require_keras_version(feature):
 
 def learning_rate_object(optimizer):
     """The optimizer's learning-rate object: a `keras.Variable` or a schedule."""
-    require_keras_version("reading an optimizer's learning-rate object")
-    return optimizer._learning_rate
+    feature = "reading an optimizer's learning-rate object"
+    require_keras_version(feature)
+    try:
+        rate = optimizer._learning_rate
+    except AttributeError as error:
+        raise internal_changed(feature, "Optimizer._learning_rate", error) from None
+    schedule = keras.optimizers.schedules.LearningRateSchedule
+    if not (isinstance(rate, (keras.Variable, schedule)) or callable(rate)):
+        raise internal_changed(feature, f"Optimizer._learning_rate (found {type(rate).__name__})")
+    return rate
+
+
+# --------------------------------------------------------------------------
+# Custom optimizers (kt.optimizers): a variable's slots, the variables an
+# optimizer was built with, one value per step, a seed computed in the step
+# --------------------------------------------------------------------------
+# Why: Keras documents subclassing `Optimizer.build`/`update_step`, but
+# `update_step(gradient, variable, learning_rate)` gets one model variable and
+# nothing public finds its slot variables: Keras's own optimizers use
+# `Optimizer._get_variable_index(variable)`, which also maps a distributed
+# variable's per-device component to its index (TensorFlow's `_var_key`).
+# A wrapper optimizer's `apply(grads)` is called without the variables (JAX's
+# `stateless_apply` does so); they are the list the optimizer was built with,
+# `Optimizer._trainable_variables`. `kt.optimizers.SGD` evaluates a momentum
+# schedule once per step by passing it with the rate through
+# `Optimizer._backend_update_step` (on TensorFlow the rate is carried through
+# the distribution strategy's `merge_call` there). `GradientNoise` draws noise
+# from a seed computed from the step inside the traced step: `keras.random`
+# takes a Python int (a constant in the trace) or a `SeedGenerator`, whose
+# `next()` is all `draw_seed` calls; `SeedGenerator.__init__` would create a
+# state variable, which a jitted JAX step cannot create and which is not
+# needed, so the stand-in skips it.
+
+
+def variable_index(optimizer, variable):
+    """The index of `variable` among the variables `optimizer` was built with."""
+    feature = f"{type(optimizer).__name__}'s per-variable slots"
+    require_keras_version(feature)
+    try:
+        find = optimizer._get_variable_index
+    except AttributeError as error:
+        raise internal_changed(feature, "Optimizer._get_variable_index", error) from None
+    return find(variable)
+
+
+def built_variables(optimizer):
+    """The list of model variables `optimizer` was built with (a copy)."""
+    feature = f"{type(optimizer).__name__}.apply without `trainable_variables`"
+    require_keras_version(feature)
+    try:
+        return list(optimizer._trainable_variables)
+    except (AttributeError, TypeError) as error:
+        raise internal_changed(feature, "Optimizer._trainable_variables", error) from None
+
+
+def backend_update_step(parent, grads, trainable_variables, learning_rate):
+    """Runs Keras's per-variable update (`parent._backend_update_step`).
+
+    Args:
+        parent: `super(OwnClass, optimizer)`, the Keras implementation.
+        grads, trainable_variables: the step's gradients and variables.
+        learning_rate: passed unchanged to every `update_step` call (a
+            tuple carries more values computed once per step).
+    """
+    feature = "an optimizer value computed once per step"
+    require_keras_version(feature)
+    try:
+        step = parent._backend_update_step
+    except AttributeError as error:
+        raise internal_changed(feature, "Optimizer._backend_update_step", error) from None
+    return step(grads, trainable_variables, learning_rate)
+
+
+class _FixedSeed(keras.random.SeedGenerator):
+    """A `SeedGenerator` whose `next()` is always the given seed tensor; no state."""
+
+    def __init__(self, seed):  # no `super().__init__()`: no state variable, on purpose
+        self.name = "fixed_seed"
+        self._fixed = seed
+
+    def next(self, ordered=True):
+        return self._fixed
+
+
+def normal_from_seed(shape, seed, stddev=1.0, dtype=None):
+    """`keras.random.normal` drawn from the seed tensor `seed` (2 uint32), statelessly."""
+    feature = "kt.optimizers.GradientNoise's noise draw"
+    require_keras_version(feature)
+    try:
+        return keras.random.normal(shape, stddev=stddev, dtype=dtype, seed=_FixedSeed(seed))
+    except AttributeError as error:
+        raise internal_changed(feature, "keras.random.SeedGenerator.next (draw_seed)", error) from None
 
 
 # --------------------------------------------------------------------------
@@ -119,7 +269,10 @@ def _trace_key(optimizer):
     if backend == "jax":
         import jax
 
-        step = optimizer._iterations.value
+        try:
+            step = optimizer._iterations.value
+        except AttributeError as error:
+            raise internal_changed("a scheduled optimizer hyperparameter", "Optimizer._iterations", error) from None
         return step if isinstance(step, jax.core.Tracer) else None
     return None
 
@@ -254,7 +407,12 @@ def wrap_train_step(model, wrapper):
     Returns:
         The wrapped train step.
     """
-    require_keras_version("wrapping a model's train step")
+    feature = "wrapping a model's train step"
+    require_keras_version(feature)
+    # `fit` rebuilds its step only through `make_train_function` when
+    # `train_function` is None: without them the wrapper would be ignored.
+    if not hasattr(model, "make_train_function") or not hasattr(model, "train_function"):
+        raise internal_changed(feature, "Trainer.make_train_function / Trainer.train_function")
     step = wrapper(model.train_step)
     model.train_step = step
     model.train_function = None  # rebuilt with the wrapped step
@@ -294,13 +452,15 @@ def loss_tracker_variables(model):
     Raises:
         RuntimeError: on a Keras version this was not verified on.
     """
-    require_keras_version("exact per-batch loss recording")
+    feature = "exact per-batch loss recording"
+    require_keras_version(feature)
     for metric in getattr(model, "metrics", None) or []:
         if isinstance(metric, keras.metrics.Mean) and metric.name == "loss":
             total = getattr(metric, "total", None)
             count = getattr(metric, "count", None)
-            if total is not None and count is not None:
-                return total, count
+            if not isinstance(total, keras.Variable) or not isinstance(count, keras.Variable):
+                raise internal_changed(feature, "keras.metrics.Mean.total / Mean.count")
+            return total, count
     return None
 
 
@@ -312,31 +472,44 @@ def loss_tracker_variables(model):
 # state; there is no public API to read or restore it.
 
 
+_SEED_FEATURE = "random-state restoring"
+_SEED_INTERNAL = "keras.src.backend.common.global_state / keras.src.random.seed_generator"
+
+
+def _seed_modules():
+    require_keras_version(_SEED_FEATURE)
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+
+        return global_state, seed_generator, seed_generator.GLOBAL_SEED_GENERATOR
+    except (ImportError, AttributeError) as error:
+        raise internal_changed(_SEED_FEATURE, _SEED_INTERNAL, error) from None
+
+
 def global_seed_state():
     """The global seed generator's state (a NumPy copy), or `None` if absent."""
-    require_keras_version("random-state restoring")
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-
-    gen = global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
-    if gen is None:
-        return None
-    return keras.ops.convert_to_numpy(gen.state).copy()
+    global_state, _, name = _seed_modules()
+    try:
+        gen = global_state.get_global_attribute(name)
+        return None if gen is None else keras.ops.convert_to_numpy(gen.state).copy()
+    except AttributeError as error:
+        raise internal_changed(_SEED_FEATURE, _SEED_INTERNAL, error) from None
 
 
 def set_global_seed_state(state):
     """Puts back a state from `global_seed_state` (`None`: no generator)."""
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-
-    name = seed_generator.GLOBAL_SEED_GENERATOR
-    if state is None:
-        global_state.set_global_attribute(name, None)
-        return
-    gen = global_state.get_global_attribute(name)
-    if gen is None:
-        gen = seed_generator.global_seed_generator()
-    gen.state.assign(state)
+    global_state, seed_generator, name = _seed_modules()
+    try:
+        if state is None:
+            global_state.set_global_attribute(name, None)
+            return
+        gen = global_state.get_global_attribute(name)
+        if gen is None:
+            gen = seed_generator.global_seed_generator()
+        gen.state.assign(state)
+    except AttributeError as error:
+        raise internal_changed(_SEED_FEATURE, _SEED_INTERNAL, error) from None
 
 
 # --- multi-worker (issue 11) ---
@@ -378,8 +551,8 @@ def set_global_seed_state(state):
 import hashlib
 import inspect
 
-MULTI_WORKER_KERAS_VERSIONS = ("3.15.",)
-"""Keras versions (prefixes) the multi-worker fix was verified on."""
+MULTI_WORKER_KERAS_VERSIONS = tuple(f"{a}.{b}." for a, b in VERIFIED_KERAS)
+"""Keras versions (prefixes) the multi-worker fix was verified on (`VERIFIED_KERAS`)."""
 
 # sha256 (first 16 hex digits) of the source of each Keras internal the fix
 # replaces or calls, as read from Keras 3.15.1. A different source means Keras
@@ -393,18 +566,26 @@ MULTI_WORKER_FINGERPRINTS = {
 _ORIGINALS = {}
 
 
-def _trainer_module():
-    from keras.src.backend.tensorflow import trainer
+_MULTI_WORKER_FEATURE = "kerastoolkit's multi-worker fix for `model.fit` (keras-team/keras#20585)"
 
+
+def _trainer_module():
+    try:
+        from keras.src.backend.tensorflow import trainer
+    except ImportError as error:
+        raise internal_changed(_MULTI_WORKER_FEATURE, "keras.src.backend.tensorflow.trainer", error) from None
     return trainer
 
 
 def _internals(trainer):
-    return {
-        "TensorFlowTrainer._maybe_symbolic_build": trainer.TensorFlowTrainer._maybe_symbolic_build,
-        "reduce_per_replica": trainer.reduce_per_replica,
-        "_collective_all_reduce_multi_worker": trainer._collective_all_reduce_multi_worker,
-    }
+    try:
+        return {
+            "TensorFlowTrainer._maybe_symbolic_build": trainer.TensorFlowTrainer._maybe_symbolic_build,
+            "reduce_per_replica": trainer.reduce_per_replica,
+            "_collective_all_reduce_multi_worker": trainer._collective_all_reduce_multi_worker,
+        }
+    except AttributeError as error:
+        raise internal_changed(_MULTI_WORKER_FEATURE, "keras.src.backend.tensorflow.trainer", error) from None
 
 
 def source_fingerprint(function):
@@ -422,19 +603,14 @@ def multi_worker_fingerprints():
 
 
 def check_multi_worker_keras():
-    """Raises `RuntimeError` unless the installed Keras is one the fix was verified on."""
-    import keras
+    """Raises `RuntimeError` unless the fix can be applied to the installed Keras.
 
+    As every piece here: on an unverified Keras it warns once
+    (`require_keras_version`) and refuses only when the replaced functions'
+    sources differ from the ones the fix was written against.
+    """
     version = keras.__version__
-    if not version.startswith(MULTI_WORKER_KERAS_VERSIONS):
-        raise RuntimeError(
-            "kerastoolkit's multi-worker fix for `model.fit` under "
-            "MultiWorkerMirroredStrategy (keras-team/keras#20585) was verified "
-            f"on Keras {', '.join(v + 'x' for v in MULTI_WORKER_KERAS_VERSIONS)} "
-            "only; it patches Keras internals and is not applied on other "
-            "versions. Check whether your Keras still needs it (see the issue) "
-            f"and upgrade kerastoolkit. Received: keras.__version__={version!r}"
-        )
+    require_keras_version(_MULTI_WORKER_FEATURE)
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "MultiWorkerMirroredStrategy needs the TensorFlow backend. "
@@ -446,11 +622,11 @@ def check_multi_worker_keras():
         if got != MULTI_WORKER_FINGERPRINTS[name]
     }
     if changed:
-        raise RuntimeError(
+        raise KerasInternalChanged(
             "The Keras internals that kerastoolkit's multi-worker fix "
             "(keras-team/keras#20585) replaces have changed in this Keras "
-            f"{version}: {sorted(changed)}. The fix is not applied. "
-            f"Received: fingerprints={changed}"
+            f"{version}: {sorted(changed)}. The fix is not applied (verified on "
+            f"Keras {_verified_lines()}). Received: fingerprints={changed}"
         )
 
 
@@ -462,11 +638,12 @@ def multi_worker_fit_enabled():
 def enable_multi_worker_fit():
     """Makes `model.fit` work under `MultiWorkerMirroredStrategy` (keras#20585).
 
-    Idempotent. Only on the Keras versions in `MULTI_WORKER_KERAS_VERSIONS`.
+    Idempotent. On a Keras outside `VERIFIED_KERAS` it warns once and applies
+    the fix only if the replaced functions are unchanged (fingerprints).
 
     Raises:
-        RuntimeError: on another Keras version, another backend, or when the
-            Keras internals differ from the ones the fix was written for.
+        RuntimeError: on another backend, or when the Keras internals differ
+            from the ones the fix was written for.
     """
     if _ORIGINALS:
         return

@@ -5,22 +5,154 @@ that a Keras upgrade is caught here rather than as a silent change of
 behaviour in a callback.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from kerastoolkit import _keras_compat as compat
 
 
-def test_version_guard_accepts_the_verified_keras_and_names_the_feature(monkeypatch):
-    assert compat.keras_version()[:2] in compat.VERIFIED_KERAS
-    compat.require_keras_version("anything")  # no error on this Keras
+@pytest.fixture
+def unverified_keras(monkeypatch):
+    """Keras reports a version outside `VERIFIED_KERAS`; the once-per-process warning is reset."""
+    monkeypatch.setattr(compat, "_WARNED_VERSIONS", set())
     monkeypatch.setattr(keras, "__version__", "3.99.0")
-    with pytest.raises(RuntimeError, match=r"MyFeature relies on Keras internals.*"
-                       r"Received: keras.__version__='3.99.0'"):
-        compat.require_keras_version("MyFeature")
+    return "3.99.0"
+
+
+def test_version_guard_accepts_the_verified_keras_silently():
+    assert compat.keras_version()[:2] in compat.VERIFIED_KERAS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", compat.UnverifiedKerasWarning)  # none on this Keras
+        assert compat.require_keras_version("anything") is True
+
+
+def test_version_parsing(monkeypatch):
     monkeypatch.setattr(keras, "__version__", "3.15.0rc1")
     assert compat.keras_version() == (3, 15, 0)
+    monkeypatch.setattr(keras, "__version__", "4")
+    assert compat.keras_version() == (4, 0, 0)
+
+
+def test_unverified_keras_warns_once_naming_the_versions_then_the_pieces_run(unverified_keras):
+    with pytest.warns(compat.UnverifiedKerasWarning, match=r"verified on Keras 3\.15\.x; this is Keras 3\.99\.0.*MyFeature"):
+        assert compat.require_keras_version("MyFeature") is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", compat.UnverifiedKerasWarning)  # once per process
+        assert compat.require_keras_version("Other") is False
+        # Every piece tries its internal, which this Keras still has.
+        optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        a, b = keras.Variable(np.zeros(2, "float32")), keras.Variable(np.zeros(3, "float32"))
+        optimizer.build([a, b])
+        assert isinstance(compat.learning_rate_object(optimizer), keras.Variable)
+        assert compat.variable_index(optimizer, b) == 1
+        assert compat.built_variables(optimizer) == [a, b]
+        keras.random.normal((1,))
+        state = compat.global_seed_state()
+        compat.set_global_seed_state(state)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="preflight trains TF copies")
+def test_preflight_runs_on_an_unverified_keras_whose_internals_did_not_change(unverified_keras):
+    import kerastoolkit as kt
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(compat.UnverifiedKerasWarning, match="3.99.0"):
+        report = kt.preflight.check(model, (x, y), num_examples=64, overfit_steps=5, signal_steps=5)
+    assert "overfit_one_batch" in report.checks
+
+
+def _defining_class(obj, name):
+    return next(c for c in type(obj).__mro__ if name in vars(c))
+
+
+@pytest.mark.parametrize("piece, internal", [
+    ("variable_index", "_get_variable_index"),
+    ("built_variables", "_trainable_variables"),
+    ("learning_rate_object", "_learning_rate"),
+])
+def test_a_changed_internal_raises_a_clear_error_naming_it(unverified_keras, monkeypatch, piece, internal):
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    variable = keras.Variable(np.zeros(2, "float32"))
+    optimizer.build([variable])
+    if internal in vars(optimizer):  # an instance attribute: a Keras that no longer sets it
+        monkeypatch.delattr(optimizer, internal)
+    else:
+        monkeypatch.delattr(_defining_class(optimizer, internal), internal)
+    args = (optimizer, variable) if piece == "variable_index" else (optimizer,)
+    with pytest.warns(compat.UnverifiedKerasWarning):
+        with pytest.raises(compat.KerasInternalChanged, match=rf"`Optimizer\.{internal}`.*"
+                           r"verified on Keras 3\.15\.x.*Received: keras.__version__='3\.99\.0'"):
+            getattr(compat, piece)(*args)
+    assert issubclass(compat.KerasInternalChanged, RuntimeError)
+
+
+def test_a_changed_seed_module_raises_a_clear_error(unverified_keras, monkeypatch):
+    from keras.src.random import seed_generator
+
+    monkeypatch.delattr(seed_generator, "GLOBAL_SEED_GENERATOR")
+    with pytest.warns(compat.UnverifiedKerasWarning):
+        with pytest.raises(compat.KerasInternalChanged, match="random-state restoring"):
+            compat.global_seed_state()
+
+
+def test_variable_index_finds_each_variable_slots():
+    """What Keras's own optimizers do in `update_step`: the variable's position at build."""
+    variables = [keras.Variable(np.zeros(n, "float32"), name=f"v{n}") for n in (2, 3, 4)]
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.build(variables)
+    for i, variable in enumerate(variables):
+        assert compat.variable_index(optimizer, variable) == i
+        assert tuple(optimizer._momentums[i].shape) == tuple(variable.shape)  # Keras's own slot order
+    assert compat.built_variables(optimizer) == variables
+    assert compat.built_variables(optimizer) is not compat.built_variables(optimizer)  # a copy
+
+
+def test_backend_update_step_is_the_hook_keras_calls_once_per_step():
+    """kt.optimizers.SGD relies on it: the value given with the rate reaches every update_step."""
+    seen = {"hook": 0, "rates": []}
+
+    class Probe(keras.optimizers.Optimizer):
+        def _backend_update_step(self, grads, trainable_variables, learning_rate):
+            seen["hook"] += 1
+            compat.backend_update_step(super(), grads, trainable_variables, (learning_rate, "extra"))
+
+        def update_step(self, gradient, variable, learning_rate):
+            seen["rates"].append(learning_rate[1])
+            self.assign_sub(variable, ops.multiply(gradient, ops.cast(learning_rate[0], variable.dtype)))
+
+    variables = [keras.Variable(np.ones(2, "float32")), keras.Variable(np.ones(3, "float32"))]
+    optimizer = Probe(learning_rate=0.5)
+    optimizer.apply([ops.ones(2), ops.ones(3)], variables)
+    assert seen == {"hook": 1, "rates": ["extra", "extra"]}
+    np.testing.assert_allclose(ops.convert_to_numpy(variables[1]), [0.5, 0.5, 0.5])
+
+
+def test_normal_from_seed_draws_what_keras_draws_from_a_generator_in_that_state():
+    generator = keras.random.SeedGenerator(7)
+    state = ops.convert_to_numpy(generator.state).copy()
+    expected = ops.convert_to_numpy(keras.random.normal((6,), stddev=2.0, seed=generator))
+    seed = ops.convert_to_tensor(state, dtype=generator.state.dtype)
+    got = ops.convert_to_numpy(compat.normal_from_seed((6,), seed, stddev=2.0))
+    np.testing.assert_array_equal(got, expected)
+    # No state: the same seed gives the same draw; the stand-in holds no variable.
+    np.testing.assert_array_equal(ops.convert_to_numpy(compat.normal_from_seed((6,), seed, stddev=2.0)), expected)
+    assert not [v for v in vars(compat._FixedSeed(seed)).values() if isinstance(v, keras.Variable)]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fix is for TensorFlow")
+def test_multi_worker_fix_follows_the_same_policy(unverified_keras, monkeypatch):
+    with pytest.warns(compat.UnverifiedKerasWarning, match="multi-worker"):
+        compat.check_multi_worker_keras()  # unchanged internals: no error
+    monkeypatch.setitem(compat.MULTI_WORKER_FINGERPRINTS, "reduce_per_replica", "0" * 16)
+    with pytest.raises(compat.KerasInternalChanged, match=r"have changed.*reduce_per_replica"):
+        compat.check_multi_worker_keras()
 
 
 def test_learning_rate_object_is_the_tracked_variable_or_the_schedule():

@@ -53,6 +53,17 @@ def check_optimizer(optimizer, name="optimizer"):
     return optimizer
 
 
+def overwrites_with_gradient(variable):
+    """Whether Keras overwrites `variable` with its gradient instead of updating it.
+
+    `keras.Variable.overwrite_with_gradient` (public; float8 training's
+    scales and histories): Keras's `apply` assigns such a variable its
+    gradient and leaves it out of every optimizer's update, so wrappers give
+    it no noise and no slow copy either.
+    """
+    return bool(getattr(variable, "overwrite_with_gradient", False))
+
+
 def variable_name(variable):
     """A name for optimizer slots derived from a model variable."""
     name = getattr(variable, "path", None) or str(variable.name)
@@ -155,7 +166,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
 
     @property
     def variables(self):
-        return self._variables[:] + self.inner_optimizer.variables
+        return super().variables + self.inner_optimizer.variables
 
     @property
     def learning_rate(self):

@@ -7,23 +7,8 @@ import numpy as np
 import keras
 from keras import ops
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.optimizers import _common
-
-
-class _StepSeed(keras.random.SeedGenerator):
-    """A seed fixed by `(seed, variable, step)`: no state to update.
-
-    `keras.random` draws the seed from a `SeedGenerator` with `next()`;
-    this one returns a seed computed from the step, so the noise of step `t`
-    is the same in every replica, after a reload, and under `jax.jit`.
-    """
-
-    def __init__(self, value):  # no state variable, on purpose
-        self.name = "step_seed"
-        self._value = value
-
-    def next(self, ordered=True):
-        return self._value
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
@@ -132,18 +117,20 @@ class GradientNoise(_common.OptimizerWrapper):
             ])
             return tf.random.stateless_normal(
                 [count], seed, stddev=tf.cast(stddev, dtype), dtype=dtype, alg="philox")
+        # A seed computed from the step: the noise of step `t` is the same in
+        # every replica, after a reload, and under `jax.jit`.
         seed = ops.stack([
             ops.convert_to_tensor(self._noise_seed, dtype="uint32"),
             ops.cast(step, "uint32"),
         ])
-        return keras.random.normal(
-            (count,), stddev=ops.cast(stddev, dtype), dtype=dtype, seed=_StepSeed(seed)
+        return _keras_compat.normal_from_seed(
+            (count,), seed, stddev=ops.cast(stddev, dtype), dtype=dtype
         )
 
     def apply(self, grads, trainable_variables=None):
         self._build_if_needed(trainable_variables)
         variables = (
-            self._trainable_variables
+            _keras_compat.built_variables(self)
             if trainable_variables is None
             else list(trainable_variables)
         )
@@ -152,7 +139,7 @@ class GradientNoise(_common.OptimizerWrapper):
         noisy = list(grads)
         targets = [
             i for i, (g, v) in enumerate(zip(grads, variables))
-            if g is not None and not self._overwrite_variable_with_gradient(v)
+            if g is not None and not _common.overwrites_with_gradient(v)
         ]
         sizes = [int(np.prod(grads[i].shape)) for i in targets]
         if sum(sizes):

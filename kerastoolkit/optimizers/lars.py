@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.optimizers import _common
 
 
@@ -146,7 +147,7 @@ class LARS(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
-        index = self._get_variable_index(variable)
+        index = _keras_compat.variable_index(self, variable)
         lr = ops.cast(learning_rate, dtype)
         g = ops.cast(gradient, dtype)
         v_var = self.momentums[index]

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.optimizers import _common
 
 
@@ -91,7 +92,7 @@ class Lookahead(_common.OptimizerWrapper):
         super().build(var_list)
         self.slow_weights = []
         for variable in var_list:
-            if self._overwrite_variable_with_gradient(variable):
+            if _common.overwrites_with_gradient(variable):
                 self.slow_weights.append(None)
                 continue
             self.slow_weights.append(self.add_variable_from_reference(
@@ -101,13 +102,13 @@ class Lookahead(_common.OptimizerWrapper):
         self._build_if_needed(trainable_variables)
         self.inner_optimizer.apply(grads, trainable_variables)
         variables = (
-            self._trainable_variables
+            _keras_compat.built_variables(self)
             if trainable_variables is None
             else list(trainable_variables)
         )
         to_sync = [
             v for g, v in zip(grads, variables)
-            if g is not None and not self._overwrite_variable_with_gradient(v)
+            if g is not None and not _common.overwrites_with_gradient(v)
         ]
         sync = ops.equal(ops.mod(self.iterations + 1, self.sync_period), 0)
         if _common.in_tf_distribution():
@@ -132,7 +133,7 @@ class Lookahead(_common.OptimizerWrapper):
         self.iterations.assign_add(1)
 
     def _slow_of(self, variable):
-        return self.slow_weights[self._get_variable_index(variable)]
+        return self.slow_weights[_keras_compat.variable_index(self, variable)]
 
     def _synchronized(self, variable):
         """φ + α(θ − φ): the new slow (and fast) weights."""

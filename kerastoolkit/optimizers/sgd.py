@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.optimizers import _common
 
 
@@ -139,9 +140,10 @@ class SGD(keras.optimizers.Optimizer):
         if self.scheduled_momentum and self.momentums:
             # Evaluate β(t) once per step, not once per variable: it travels
             # with the learning rate through Keras's (distribution-aware)
-            # per-variable update.
+            # per-variable update. A Keras that stopped calling this hook
+            # would only cost speed: `update_step` then evaluates β(t) itself.
             learning_rate = (learning_rate, self.current_momentum())
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        _keras_compat.backend_update_step(super(), grads, trainable_variables, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
         momentum = None
@@ -152,7 +154,7 @@ class SGD(keras.optimizers.Optimizer):
         if not self.momentums:
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
-        m = self.momentums[self._get_variable_index(variable)]
+        m = self.momentums[_keras_compat.variable_index(self, variable)]
         if momentum is None:
             momentum = self.current_momentum()
         momentum = ops.cast(momentum, variable.dtype)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.optimizers import _common
 
 
@@ -162,7 +163,7 @@ class SWATS(keras.optimizers.Optimizer):
         self.sgd_learning_rates = []
         self.switch_steps = []
         for variable in var_list:
-            if self._overwrite_variable_with_gradient(variable):
+            if _common.overwrites_with_gradient(variable):
                 for slots in (self._lambdas, self.sgd_learning_rates,
                               self.switch_steps):
                     slots.append(None)
@@ -194,7 +195,7 @@ class SWATS(keras.optimizers.Optimizer):
             return []
         state = []
         for variable, step, rate in zip(
-            self._trainable_variables, self.switch_steps,
+            _keras_compat.built_variables(self), self.switch_steps,
             self.sgd_learning_rates,
         ):
             if step is None:
@@ -212,7 +213,7 @@ class SWATS(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
-        index = self._get_variable_index(variable)
+        index = _keras_compat.variable_index(self, variable)
         lr = ops.cast(learning_rate, dtype)
         g = ops.cast(gradient, dtype)
         m_var = self._momentums[index]

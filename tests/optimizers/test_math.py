@@ -457,3 +457,28 @@ def test_gradient_noise_drawn_seed_is_in_the_config():
     first, _ = run(optimizer, weights, grads)
     second, _ = run(twin, weights, grads)
     assert_history_close(first, second, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: kt.optimizers.SGD(0.1, momentum=0.9),
+    lambda: kt.optimizers.SWATS(1e-3),
+    lambda: kt.optimizers.LARS(1.0),
+    lambda: kt.optimizers.Lookahead(keras.optimizers.SGD(0.1), sync_period=1),
+    lambda: kt.optimizers.GradientNoise(keras.optimizers.SGD(0.1), eta=1.0, seed=3),
+], ids=["SGD", "SWATS", "LARS", "Lookahead", "GradientNoise"])
+def test_a_variable_keras_overwrites_with_its_gradient_is_left_to_keras(make):
+    """`keras.Variable.overwrite_with_gradient` (float8 scales): the variable becomes its
+    gradient, with no update, noise or slow copy from the optimizer (Keras's documented rule)."""
+    rng = np.random.default_rng(0)
+    kernel = keras.Variable(rng.normal(size=(3, 2)).astype("float32"), name="kernel")
+    scale = keras.Variable(np.ones(2, "float32"), name="scale")
+    scale.overwrite_with_gradient = True
+    optimizer = make()
+    for step in range(2):
+        g_kernel = rng.normal(size=(3, 2)).astype("float32")
+        g_scale = rng.normal(size=2).astype("float32")
+        before = keras.ops.convert_to_numpy(kernel).copy()
+        optimizer.apply([keras.ops.convert_to_tensor(g_kernel), keras.ops.convert_to_tensor(g_scale)],
+                        [kernel, scale])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(scale), g_scale)
+        assert not np.allclose(keras.ops.convert_to_numpy(kernel), before), step  # the kernel is trained
