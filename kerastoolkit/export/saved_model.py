@@ -23,11 +23,13 @@ import platform
 import re
 import shutil
 import tempfile
+import zipfile
 
 import keras
 import numpy as np
 
 from kerastoolkit.distribute.cluster import chief_path
+from kerastoolkit.presets import _output_kind as output_kind
 
 _VERSION = re.compile(r"^[0-9]+$")
 
@@ -65,24 +67,42 @@ def _layers(preprocessing):
     return items
 
 
-def _wrap_tta(model, tta):
+def _tta_target(model, tta):
+    """What is served before any wrapper the export builds: `model`, or the TTA predictor given."""
     if tta is None:
         return model
-    try:
-        from kerastoolkit.models import TTAPredictor
-    except ImportError as error:
-        raise ImportError(
-            "`tta` needs kt.models.TTAPredictor, which is not part of this kerastoolkit "
-            f"installation yet ({error}). Received: tta={tta!r}"
-        ) from None
+    from kerastoolkit.models import TTAPredictor
+
     if isinstance(tta, TTAPredictor):
+        if tta.model is not model:
+            raise ValueError(
+                "`tta` must be a TTAPredictor around `model` itself (or export the predictor as "
+                f"`model`): it wraps {tta.model.name!r}, not {model.name!r}. Received: tta={tta!r}"
+            )
         return tta
     if not isinstance(tta, (list, tuple)) or not tta:
         raise ValueError(
             "`tta` must be a non-empty list of TTAPredictor views or a TTAPredictor. "
             f"Received: tta={tta!r}"
         )
-    return TTAPredictor(model, views=list(tta))
+    return model
+
+
+def _tta_info(predictor):
+    """The metadata of a served TTAPredictor: its views and how they are averaged."""
+    from kerastoolkit.models import TTAPredictor
+
+    if not isinstance(predictor, TTAPredictor):
+        return None
+    return {
+        "views": [v if isinstance(v, str) else getattr(v, "__name__", type(v).__name__) for v in predictor.views],
+        "num_views": predictor.num_views,
+        "mean": predictor.mean,
+        "beta": predictor.beta,
+        "from_logits": predictor.from_logits,
+        "input_shape": list(predictor.tta_input_shape),
+        "model_input_shape": list(_input_shape(predictor.model)),
+    }
 
 
 def _versions_info():
@@ -108,14 +128,16 @@ def _json_safe(value, where):
 class _Served:
     """The serving graph: shape check, cast, preprocessing, model, top-k."""
 
-    def __init__(self, model, layers, class_names, top_k, spec):
+    def __init__(self, model, layers, class_names, top_k, spec, softmax=False):
         self.model = model
         self.layers = layers
         self.class_names = class_names
         self.top_k = top_k
         self.spec = spec
+        self.softmax = softmax
 
-    def __call__(self, inputs):
+    def model_outputs(self, inputs):
+        """The model's own outputs (float32) for raw `inputs`."""
         import tensorflow as tf
 
         # A clear error in the graph too (TensorFlow Serving feeds tensors
@@ -124,7 +146,14 @@ class _Served:
         x = tf.cast(x, "float32")
         for layer in self.layers:
             x = layer(x, training=False)
-        probabilities = tf.cast(self.model(x, training=False), "float32")
+        return tf.cast(self.model(x, training=False), "float32")
+
+    def __call__(self, inputs):
+        import tensorflow as tf
+
+        probabilities = self.model_outputs(inputs)
+        if self.softmax:  # a logits model: what is served is its probabilities
+            probabilities = tf.nn.softmax(probabilities, axis=-1)
         scores, indices = tf.math.top_k(probabilities, k=self.top_k)
         outputs = {
             "probabilities": probabilities,
@@ -183,6 +212,7 @@ def saved_model(
     sample=None,
     warmup_requests=3,
     verbose=False,
+    outputs=None,
 ):
     """Exports `model` for serving as a SavedModel in `directory/<version>/`.
 
@@ -199,16 +229,34 @@ def saved_model(
     reloaded and its outputs on a sample are compared with the Keras
     model's: a difference above 1e-5 raises.
 
+    A model that outputs logits (the usual `Dense(classes)` compiled with
+    `from_logits=True`) is served with the softmax in the graph,
+
+    ```
+    probabilities = softmax(model(x)),   softmax(z)_c = exp(z_c) / Σ_j exp(z_j)
+    ```
+
+    and the metadata says so (`"model_outputs"`). What the model outputs
+    is `outputs` when given, else what all the evidence agrees on: the
+    compiled loss's `from_logits`, the last layer's activation, a
+    toolkit wrapper's `from_logits`, and the outputs on `sample` (rows that
+    are not distributions are logits). Evidence that disagrees, or none,
+    is an error that asks for `outputs`.
+
     Args:
-        model: a built Keras model that outputs class probabilities (a
-            single model, a `kt.models.Ensemble`, a `kt.models.TTAPredictor`).
+        model: a built Keras classifier (a single model, a
+            `kt.models.Ensemble`, a `kt.models.TTAPredictor`, a
+            `kt.models.Distiller`'s student) that outputs class
+            probabilities or logits.
         directory: the model's folder, e.g. `"savedmodels/digits"`.
         version: positive integer version. Defaults to `None`: the next
             free number (1, 2, ...).
         preprocessing: a Keras layer or a list of layers applied to the raw
             inputs inside the graph. Defaults to `None`.
-        tta: a list of `kt.models.TTAPredictor` views to average over, or
-            `None`. Defaults to `None`.
+        tta: a list of `kt.models.TTAPredictor` views to average over, a
+            `TTAPredictor` around `model` (served with its own input shape,
+            e.g. the larger images of its crops), or `None`. Defaults to
+            `None`.
         class_names: one string per class, or `None`. Defaults to `None`.
         metadata: JSON-safe dict saved in the metadata asset (e.g.
             `{"recipe": recipe.to_dict(), "dataset": "digits", "metrics":
@@ -218,11 +266,15 @@ def saved_model(
             `preprocessing` (raw images), the model's input dtype otherwise.
         top_k: number of top classes returned (capped at the number of
             classes). Defaults to `5`.
-        sample: raw inputs for the export check and the warmup requests.
-            Defaults to `None`: random values of the input dtype.
+        sample: raw inputs for the export check, the logits evidence and
+            the warmup requests. Defaults to `None`: random values of the
+            input dtype.
         warmup_requests: number of warmup `PredictionLog` records (0: no
             file). Defaults to `3`.
         verbose: print the signature. Defaults to `False`.
+        outputs: what `model` outputs, `"logits"` or `"probabilities"`;
+            overrides the evidence. Defaults to `None`: decided from the
+            evidence.
 
     Returns:
         The path of the written version folder.
@@ -231,7 +283,9 @@ def saved_model(
         TypeError: if `model` is not a `keras.Model`, or for a bad
             `preprocessing`, `class_names` or `metadata`.
         ValueError: for a bad `version` (or one that exists), `top_k`,
-            `class_names` of the wrong length or a bad `sample`.
+            `outputs`, `class_names` of the wrong length, a bad `sample`, a
+            `tta` predictor around another model, or when it cannot tell
+            whether the model outputs logits or probabilities.
         RuntimeError: when the reloaded SavedModel disagrees with the model.
 
     Example:
@@ -245,8 +299,14 @@ def saved_model(
     outputs = served.predict(raw_images)  # {"probabilities": ..., "top_k_indices": ...}
     ```
     """
-    import tensorflow as tf
+    return _export(
+        model, directory, version=version, preprocessing=preprocessing, tta=tta, class_names=class_names,
+        metadata=metadata, input_dtype=input_dtype, top_k=top_k, sample=sample,
+        warmup_requests=warmup_requests, verbose=verbose, outputs=outputs, loss=getattr(model, "loss", None),
+    )
 
+
+def _check_arguments(model, version, top_k, warmup_requests, outputs):
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version <= 0):
@@ -255,22 +315,56 @@ def saved_model(
         raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
     if isinstance(warmup_requests, bool) or not isinstance(warmup_requests, int) or warmup_requests < 0:
         raise ValueError(f"`warmup_requests` must be an integer >= 0. Received: warmup_requests={warmup_requests!r}")
+    output_kind.check_kind("outputs", outputs)
+
+
+def _check_class_names(class_names, num_classes):
+    if class_names is None:
+        return None
+    if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
+        raise TypeError(f"`class_names` must be a list of strings. Received: class_names={class_names!r}")
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` must have one name per class ({num_classes}). "
+            f"Received: class_names={list(class_names)!r}"
+        )
+    return list(class_names)
+
+
+def _decide_outputs(target, outputs, loss, model_outputs):
+    """`(kind, model_outputs metadata)` of what `target` outputs on the sample `model_outputs`."""
+    if outputs is not None:
+        return outputs, {"kind": outputs, "decided_by": ["the `outputs` argument"]}
+    evidence = output_kind.model_evidence(target, loss=loss) + output_kind.sample_evidence(model_outputs)
+    kind = output_kind.decide(evidence, argument="outputs")
+    return kind, {"kind": kind, "decided_by": [e.source for e in evidence]}
+
+
+def _served_model(model, target, tta, kind, info):
+    """The Keras model inside the graph and whether the graph applies a softmax after it."""
+    if isinstance(tta, (list, tuple)):
+        from kerastoolkit.models import TTAPredictor
+
+        # The views' distributions are averaged, so a logits model's softmax
+        # is taken per view, inside the predictor.
+        predictor = TTAPredictor(model, views=list(tta), from_logits=kind == "logits")
+        info["softmax"] = "per view, before the TTA average" if kind == "logits" else None
+        return predictor, False
+    info["softmax"] = "on the model's outputs, in the serving graph" if kind == "logits" else None
+    return target, kind == "logits"
+
+
+def _export(model, directory, version, preprocessing, tta, class_names, metadata, input_dtype, top_k, sample,
+            warmup_requests, verbose, outputs, loss):
+    import tensorflow as tf
+
+    _check_arguments(model, version, top_k, warmup_requests, outputs)
     directory = chief_path(directory)  # under a multi-worker strategy, only the chief's export stays
     if version is not None and os.path.exists(os.path.join(directory, str(version))):
         raise ValueError(f"Version {version} already exists in {directory}. Received: version={version}")
     layers = _layers(preprocessing)
-    served_model = _wrap_tta(model, tta)
-    input_shape = _input_shape(model)
-    num_classes = int(_output_classes(model))
-    if class_names is not None:
-        if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
-            raise TypeError(f"`class_names` must be a list of strings. Received: class_names={class_names!r}")
-        if len(class_names) != num_classes:
-            raise ValueError(
-                f"`class_names` must have one name per class ({num_classes}). "
-                f"Received: class_names={list(class_names)!r}"
-            )
-        class_names = list(class_names)
+    target = _tta_target(model, tta)
+    input_shape = _input_shape(target)  # a TTA predictor's own: the larger images of its crops
     metadata = dict(metadata or {})
     if hasattr(metadata.get("recipe"), "to_dict"):
         metadata["recipe"] = metadata["recipe"].to_dict()
@@ -278,34 +372,51 @@ def saved_model(
     if input_dtype is None:
         input_dtype = "uint8" if layers else _input_dtype(model)
     spec = tf.TensorSpec((None,) + tuple(input_shape), tf.as_dtype(input_dtype), name=INPUT_NAME)
-    k = min(top_k, num_classes)
-    served = _Served(served_model, layers, class_names, k, spec)
     raw = _sample(spec, sample)
-    expected = {name: np.asarray(value) for name, value in served(tf.constant(raw)).items()}  # builds the layers
+    model_outputs = _Served(target, layers, None, 1, spec).model_outputs(tf.constant(raw)).numpy()  # builds the layers
+    num_classes = int(model_outputs.shape[-1])
+    kind, info = _decide_outputs(target, outputs, loss if target is model else getattr(target, "loss", None),
+                                 model_outputs)
+    if kind == "logits" and num_classes < 2:
+        raise ValueError(
+            "A model with a single logit is a binary classifier whose probability is a sigmoid, "
+            "not a softmax over one class: end it in a sigmoid and export that. "
+            f"Received: outputs={outputs!r} with {num_classes} output"
+        )
+    class_names = _check_class_names(class_names, num_classes)
+    served_model, softmax = _served_model(model, target, tta, kind, info)
+    k = min(top_k, num_classes)
+    served = _Served(served_model, layers, class_names, k, spec, softmax=softmax)
+    expected = {name: np.asarray(value) for name, value in served(tf.constant(raw)).items()}
 
     archive = keras.export.ExportArchive()
     archive.track(served_model)
     for layer in layers:
         archive.track(layer)
     archive.add_endpoint(SIGNATURE, tf.function(served.__call__), input_signature=[spec])
+    info = dict(
+        metadata,
+        class_names=class_names,
+        input={"name": INPUT_NAME, "dtype": spec.dtype.name, "shape": [None] + list(input_shape),
+               "preprocessing": [keras.saving.serialize_keras_object(layer) for layer in layers]},
+        outputs={"probabilities": ["float32", [None, num_classes]],
+                 "top_k_indices": ["int32", [None, k]], "top_k_scores": ["float32", [None, k]],
+                 **({"top_k_class_names": ["string", [None, k]]} if class_names else {})},
+        model_outputs=info,
+        signature=SIGNATURE,
+        tta=_tta_info(served_model),
+        versions=_versions_info(),
+    )
+    return _publish(archive, directory, version, info, raw, expected, warmup_requests, verbose)
 
+
+def _publish(archive, directory, version, info, raw, expected, warmup_requests, verbose):
+    """Writes, checks and renames the export into `directory/<version>/`."""
     os.makedirs(directory, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=directory)
     try:
         path = os.path.join(staging, "model")
         archive.write_out(path, verbose=verbose)
-        info = dict(
-            metadata,
-            class_names=class_names,
-            input={"name": INPUT_NAME, "dtype": spec.dtype.name, "shape": [None] + list(input_shape),
-                   "preprocessing": [keras.saving.serialize_keras_object(layer) for layer in layers]},
-            outputs={"probabilities": ["float32", [None, num_classes]],
-                     "top_k_indices": ["int32", [None, k]], "top_k_scores": ["float32", [None, k]],
-                     **({"top_k_class_names": ["string", [None, k]]} if class_names else {})},
-            signature=SIGNATURE,
-            tta=list(tta) if isinstance(tta, (list, tuple)) else (None if tta is None else type(tta).__name__),
-            versions=_versions_info(),
-        )
         os.makedirs(os.path.join(path, "assets"), exist_ok=True)
         with open(os.path.join(path, "assets", METADATA_FILE), "w") as f:
             json.dump(_json_safe(info, "metadata"), f, indent=2)
@@ -332,11 +443,11 @@ def saved_model(
 
 
 def _inner(model):
-    """The model inside a wrapper (an Ensemble's first member, a TTA wrapper's model)."""
+    """The model inside a wrapper (an Ensemble's first member, a TTA wrapper's model, a Distiller's student)."""
     members = getattr(model, "members", None)
     if members:
         return members[0]
-    for attribute in ("model", "inner_model", "base_model"):
+    for attribute in ("model", "student", "inner_model", "base_model"):
         inner = getattr(model, attribute, None)
         if isinstance(inner, keras.Model) and inner is not model:
             return inner
@@ -370,13 +481,6 @@ def _input_dtype(model):
         return keras.backend.standardize_dtype(inputs[0].dtype)
     inner = _inner(model)
     return _input_dtype(inner) if inner is not None else "float32"
-
-
-def _output_classes(model):
-    outputs = getattr(model, "outputs", None)
-    if outputs:
-        return outputs[0].shape[-1]
-    return keras.ops.shape(model(np.zeros((1,) + _input_shape(model), "float32"), training=False))[-1]
 
 
 def _check_reload(path, raw, expected, atol=1e-5):
@@ -482,14 +586,34 @@ def load(path, endpoint=None):
     return ServedModel(path, endpoint=endpoint)
 
 
-def export_keras_file(model_path, directory, version=None, preprocessing=None, tta=None, class_names=None, metadata=None, **options):
+def _compiled_loss(model_path):
+    """The loss a `.keras` file was compiled with (its `compile_config`), as saved, or `None`.
+
+    `load_model(..., compile=False)` drops it, but it is evidence of whether
+    the model outputs logits (`from_logits`).
+    """
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    compile_config = config.get("compile_config") if isinstance(config, dict) else None
+    return compile_config.get("loss") if isinstance(compile_config, dict) else None
+
+
+def export_keras_file(model_path, directory, version=None, preprocessing=None, tta=None, class_names=None,
+                      metadata=None, outputs=None, **options):
     """Exports a saved `.keras` model with `saved_model` (the `kerastoolkit export` command).
+
+    The loss the file was compiled with (its `from_logits`) is evidence of
+    whether the model outputs logits, as for a compiled model.
 
     Args:
         model_path: a `.keras` file (custom kerastoolkit objects load after
             `import kerastoolkit`).
         directory: the export root; the model goes to `directory/<version>/`.
-        version, preprocessing, tta, class_names, metadata: as `saved_model`.
+        version, preprocessing, tta, class_names, metadata, outputs: as
+            `saved_model`.
         **options: the other arguments of `saved_model` (`input_dtype`,
             `top_k`, `sample`, `warmup_requests`, `verbose`).
 
@@ -498,15 +622,20 @@ def export_keras_file(model_path, directory, version=None, preprocessing=None, t
 
     Raises:
         FileNotFoundError: when `model_path` does not exist.
+        TypeError: for an unknown option.
     """
     import kerastoolkit  # noqa: F401  (registers the custom objects)
 
+    unknown = sorted(set(options) - {"input_dtype", "top_k", "sample", "warmup_requests", "verbose"})
+    if unknown:
+        raise TypeError(f"Unknown argument `{unknown[0]}` of export_keras_file. Received: {unknown[0]}={options[unknown[0]]!r}")
     if not os.path.isfile(model_path):
         raise FileNotFoundError(f"No model file {model_path}. Received: model_path={model_path!r}")
     model = keras.saving.load_model(model_path, compile=False)
     metadata = dict(metadata or {})
     metadata.setdefault("source_model", os.path.abspath(model_path))
-    return saved_model(
-        model, directory, version=version, preprocessing=preprocessing, tta=tta,
-        class_names=class_names, metadata=metadata, **options,
+    defaults = {"input_dtype": None, "top_k": 5, "sample": None, "warmup_requests": 3, "verbose": False}
+    return _export(
+        model, directory, version=version, preprocessing=preprocessing, tta=tta, class_names=class_names,
+        metadata=metadata, outputs=outputs, loss=_compiled_loss(model_path), **dict(defaults, **options),
     )

@@ -52,6 +52,7 @@ import copy
 import dataclasses
 import difflib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -63,8 +64,30 @@ from kerastoolkit import _checks
 from kerastoolkit import callbacks as kt_callbacks
 from kerastoolkit import optimizers as kt_optimizers
 from kerastoolkit import schedules as kt_schedules
+from kerastoolkit.losses import crossentropy as kt_crossentropy
 
-DEFAULT_CONFIG = {
+def _freeze(value):
+    """A deep read-only copy: dicts become mapping proxies, lists tuples."""
+    if isinstance(value, (dict, types.MappingProxyType)):
+        return types.MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value):
+    """A deep mutable (and JSON-safe) copy of a frozen value."""
+    if isinstance(value, (dict, types.MappingProxyType)):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+# Every module-level table here is read-only (`types.MappingProxyType`, nested
+# ones too): a script that edits one by accident gets a `TypeError` instead of
+# changing the recipes of every later user in the process.
+DEFAULT_CONFIG = _freeze({
     "optimizer": "adam",
     "learning_rate": None,
     "reference_batch_size": None,
@@ -89,12 +112,12 @@ DEFAULT_CONFIG = {
     "augmentation": None,
     "augmentation_options": {},
     "dataset": "digits",
-}
+})
 
 #: The plateau decay and early stopping of the `adam` preset: the library's
 #: defaults for `kerastoolkit train` when a recipe monitors a validation set.
-DEFAULT_PLATEAU = {"monitor": "val_loss", "factor": 0.1, "patience": 4}
-DEFAULT_EARLY_STOPPING = {"monitor": "val_loss", "patience": 8, "restore_best_weights": True}
+DEFAULT_PLATEAU = _freeze({"monitor": "val_loss", "factor": 0.1, "patience": 4})
+DEFAULT_EARLY_STOPPING = _freeze({"monitor": "val_loss", "patience": 8, "restore_best_weights": True})
 
 _SCHEDULES = (None, "cosine", "step", "one_cycle", "cyclic_cosine")
 _STANDARDIZATION = (None, "per_channel", "mean_image")
@@ -105,10 +128,10 @@ def _preset(description, source, **config):
     unknown = sorted(set(config) - set(DEFAULT_CONFIG))
     if unknown:  # a typo in this file
         raise KeyError(unknown)
-    return {"description": description, "source": source, "config": dict(DEFAULT_CONFIG, **config)}
+    return {"description": description, "source": source, "config": dict(_thaw(DEFAULT_CONFIG), **_thaw(config))}
 
 
-PRESETS = {
+PRESETS = _freeze({
     "adam": _preset(
         "Adam at the lecture's defaults (1e-3, 0.9, 0.999, 1e-8), the rate divided "
         "by 10 after 4 epochs without validation improvement, early stopping "
@@ -223,7 +246,7 @@ PRESETS = {
         dtype_policy="mixed_bfloat16",
         dataset="fashion_mnist",
     ),
-}
+})
 
 
 # --------------------------------------------------------------------------
@@ -238,98 +261,189 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def _freeze(value):
-    """A deep read-only copy: dicts become mapping proxies, lists tuples."""
-    if isinstance(value, (dict, types.MappingProxyType)):
-        return types.MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value):
-    """A deep mutable (and JSON-safe) copy of a frozen value."""
-    if isinstance(value, (dict, types.MappingProxyType)):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def _bad(field, value, what):
     return ValueError(f"Recipe field `{field}` must be {what}. Received: {field}={value!r}")
 
 
+def _closest(name, valid):
+    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _check_keys(field, value, valid):
+    """Every key of the mapping `value` must be in `valid`; the error names the closest."""
+    for key in value:
+        if key not in valid:
+            raise ValueError(
+                f"Unknown key `{key}` in recipe field `{field}`.{_closest(key, valid)} "
+                f"Valid keys: {', '.join(sorted(valid)) or 'none'}. Received: {field}={_thaw(value)!r}"
+            )
+
+
+def _arguments(function, leave_out=()):
+    """The named arguments of `function` (of `__init__` for a class), without `leave_out`."""
+    if isinstance(function, type):
+        function, leave_out = function.__init__, ("self",) + tuple(leave_out)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name for p in parameters if p.kind in kinds} - set(leave_out)
+
+
+def _try_build(field, build):
+    """Builds the object a mapping field describes, once, to check its values."""
+    try:
+        build()
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Recipe field `{field}` is not valid: {error}") from None
+
+
+def _is_mapping(value):
+    return isinstance(value, (dict, types.MappingProxyType))
+
+
+_REAL, _INT = _checks.is_real, _checks.is_int
+
+# One small check per field: (what it must be, test). `None` allowed where the
+# description says "or None".
+_SIMPLE_FIELDS = {
+    "learning_rate": ("a positive number or None", lambda v: v is None or (_REAL(v) and v > 0)),
+    "weight_decay": ("a non-negative number or None", lambda v: v is None or (_REAL(v) and v >= 0)),
+    "l2": ("a non-negative number or None", lambda v: v is None or (_REAL(v) and v >= 0)),
+    "reference_batch_size": ("a positive integer or None", lambda v: v is None or (_INT(v) and v >= 1)),
+    "batch_size": ("a positive integer or None", lambda v: v is None or (_INT(v) and v >= 1)),
+    "epochs": ("a positive integer or None", lambda v: v is None or (_INT(v) and v >= 1)),
+    "snapshots": ("a positive integer or None", lambda v: v is None or (_INT(v) and v >= 1)),
+    "warmup_epochs": ("an integer >= 0", lambda v: _INT(v) and v >= 0),
+    "label_smoothing": ("a number in [0, 1)", lambda v: _REAL(v) and 0 <= v < 1),
+    "dropout": ("a number in [0, 1) or None", lambda v: v is None or (_REAL(v) and 0 <= v < 1)),
+    "schedule": (f"one of {_SCHEDULES}", lambda v: v in _SCHEDULES),
+    "dtype_policy": (f"one of {_DTYPE_POLICIES}", lambda v: v in _DTYPE_POLICIES),
+    "standardization": (f"one of {_STANDARDIZATION}", lambda v: v in _STANDARDIZATION),
+    "label_smoothing_convention": (
+        f"one of {kt_crossentropy.CONVENTIONS} or None", lambda v: v is None or v in kt_crossentropy.CONVENTIONS),
+    "augmentation": ("a kt.data.augmentation policy name or None", lambda v: v is None or isinstance(v, str)),
+    "dataset": ("a kt.data dataset name", lambda v: isinstance(v, str)),
+    "optimizer_options": ("a mapping of optimizer arguments", _is_mapping),
+    "schedule_options": ("a mapping of schedule arguments", _is_mapping),
+    "augmentation_options": ("a mapping of augmentation settings", _is_mapping),
+    "plateau": ("a mapping of kt.callbacks.PlateauDecay arguments or None", lambda v: v is None or _is_mapping(v)),
+    "early_stopping": (
+        "a mapping of keras.callbacks.EarlyStopping arguments or None", lambda v: v is None or _is_mapping(v)),
+    "swa": ("a mapping with `start_fraction` (kt.callbacks.SWA) or None", lambda v: v is None or _is_mapping(v)),
+    "precise_bn": ("a mapping of kt.callbacks.PreciseBatchNorm arguments or None", lambda v: v is None or _is_mapping(v)),
+}
+
+
 def _check_field(field, value):
-    """Validates one config field; raises naming it."""
+    """Validates one config field on its own; raises naming it."""
     if field == "optimizer":
         if not isinstance(value, str) or value not in kt_optimizers.OPTIMIZER_DEFAULTS:
             raise _bad(field, value, f"one of {', '.join(kt_optimizers.names())}")
-    elif field in ("learning_rate",):
-        if value is not None and (not _checks.is_real(value) or not value > 0):
-            raise _bad(field, value, "a positive number or None")
-    elif field in ("weight_decay", "l2"):
-        if value is not None and (not _checks.is_real(value) or value < 0):
-            raise _bad(field, value, "a non-negative number or None")
-    elif field in ("reference_batch_size", "batch_size", "epochs", "snapshots"):
-        if value is not None and (not _checks.is_int(value) or value < 1):
-            raise _bad(field, value, "a positive integer or None")
-    elif field == "warmup_epochs":
-        if not _checks.is_int(value) or value < 0:
-            raise _bad(field, value, "an integer >= 0")
-    elif field in ("label_smoothing",):
-        if not _checks.is_real(value) or not 0 <= value < 1:
-            raise _bad(field, value, "a number in [0, 1)")
-    elif field == "dropout":
-        if value is not None and (not _checks.is_real(value) or not 0 <= value < 1):
-            raise _bad(field, value, "a number in [0, 1) or None")
-    elif field == "schedule":
-        if value not in _SCHEDULES:
-            raise _bad(field, value, f"one of {_SCHEDULES}")
-    elif field == "dtype_policy":
-        if value not in _DTYPE_POLICIES:
-            raise _bad(field, value, f"one of {_DTYPE_POLICIES}")
-    elif field == "standardization":
-        if value not in _STANDARDIZATION:
-            raise _bad(field, value, f"one of {_STANDARDIZATION}")
-    elif field in ("optimizer_options", "schedule_options", "augmentation_options"):
-        if not isinstance(value, (dict, types.MappingProxyType)):
-            raise _bad(field, value, "a mapping of argument names to values")
-    elif field in ("plateau", "early_stopping", "swa", "precise_bn"):
-        if value is not None and not isinstance(value, (dict, types.MappingProxyType)):
-            raise _bad(field, value, "a mapping of callback arguments or None")
-        if field == "swa" and value is not None:
-            fraction = value.get("start_fraction")
-            if not _checks.is_real(fraction) or not 0 <= fraction < 1:
-                raise _bad("swa.start_fraction", fraction, "a number in [0, 1)")
-    elif field in ("augmentation", "label_smoothing_convention"):
-        if value is not None and not isinstance(value, str):
-            raise _bad(field, value, "a string or None")
-    elif field == "dataset":
-        if not isinstance(value, str):
-            raise _bad(field, value, "a kt.data dataset name")
-    else:
-        close = difflib.get_close_matches(str(field), list(DEFAULT_CONFIG), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return
+    if field not in _SIMPLE_FIELDS:
         raise ValueError(
-            f"Unknown recipe field `{field}`.{hint} Fields: {', '.join(sorted(DEFAULT_CONFIG))}. "
-            f"Received: {field}={value!r}"
+            f"Unknown recipe field `{field}`.{_closest(field, DEFAULT_CONFIG)} "
+            f"Fields: {', '.join(sorted(DEFAULT_CONFIG))}. Received: {field}={value!r}"
         )
+    what, test = _SIMPLE_FIELDS[field]
+    if not test(value):
+        raise _bad(field, value, what)
 
 
-def _check_config(config):
-    for field, value in config.items():
-        _check_field(field, value)
-    schedule_options = config["schedule_options"]
-    if config["schedule"] == "step":
-        milestones = schedule_options.get("milestones")
+# ---- nested keys: each mapping field against what it is given to ----------
+
+
+def _optimizer_class(name):
+    class_name = kt_optimizers.OPTIMIZER_DEFAULTS[name]["class"]
+    if class_name.startswith("keras."):
+        return getattr(keras.optimizers, class_name[len("keras."):])
+    return getattr(kt_optimizers, class_name)
+
+
+def _check_optimizer_options(config):
+    # The rate and decay are fields of their own; a wrapper's options go to the
+    # wrapper (its optimizer is built from the registry's `inner`).
+    name = config["optimizer"]
+    own = {"learning_rate", "weight_decay", "optimizer"}
+    options = config["optimizer_options"]
+    for key in sorted(own & set(options)):
+        raise ValueError(
+            f"Recipe field `optimizer_options` cannot hold `{key}`: "
+            + ("the wrapped optimizer comes from the recipe's `optimizer`. " if key == "optimizer"
+               else f"`{key}` is a recipe field of its own. ")
+            + f"Received: optimizer_options={_thaw(options)!r}"
+        )
+    _check_keys("optimizer_options", options, _arguments(_optimizer_class(name), own))
+
+
+def _check_schedule_options(config):
+    kind, options = config["schedule"], config["schedule_options"]
+    if kind == "step":
+        _check_keys("schedule_options", options, {"factor", "milestones"})
+        milestones = options.get("milestones")
         if (
             not isinstance(milestones, (list, tuple))
             or not milestones
-            or not all(_checks.is_real(m) and 0 < m < 1 for m in milestones)
+            or not all(_REAL(m) and 0 < m < 1 for m in milestones)
             or list(milestones) != sorted(milestones)
         ):
             raise _bad("schedule_options.milestones", milestones, "increasing fractions of the epochs in (0, 1)")
+        factor = options.get("factor", 0.1)
+        if not _REAL(factor) or not 0 < factor <= 1:
+            raise _bad("schedule_options.factor", factor, "a number in (0, 1]")
+    elif kind == "one_cycle":
+        _check_keys("schedule_options", options, _arguments(kt_schedules.OneCycle, ("max_learning_rate", "total")))
+        _try_build("schedule_options", lambda: kt_schedules.OneCycle(1.0, total=100, **_thaw(options)))
+    else:
+        _check_keys("schedule_options", options, set())  # the other schedules take none
+
+
+def _check_callback_options(config):
+    builders = {
+        "plateau": (kt_callbacks.PlateauDecay, (), lambda o: kt_callbacks.PlateauDecay(**o)),
+        "early_stopping": (keras.callbacks.EarlyStopping, (), lambda o: keras.callbacks.EarlyStopping(**o)),
+        "precise_bn": (kt_callbacks.PreciseBatchNorm, ("data",), lambda o: kt_callbacks.PreciseBatchNorm(**o)),
+    }
+    for field, (cls, leave_out, build) in builders.items():
+        value = config[field]
+        if value is not None:
+            _check_keys(field, value, _arguments(cls, leave_out))
+            _try_build(field, lambda: build(_thaw(value)))
+    swa = config["swa"]
+    if swa is not None:
+        _check_keys("swa", swa, _arguments(kt_callbacks.SWA, ("start_epoch", "data")) | {"start_fraction"})
+        fraction = swa.get("start_fraction")
+        if not _REAL(fraction) or not 0 <= fraction < 1:
+            raise _bad("swa.start_fraction", fraction, "a number in [0, 1)")
+        options = {k: v for k, v in _thaw(swa).items() if k != "start_fraction"}
+        _try_build("swa", lambda: kt_callbacks.SWA(start_epoch=0, **options))
+
+
+def _check_augmentation_options(config):
+    policy, options = config["augmentation"], config["augmentation_options"]
+    if policy is None:
+        _check_keys("augmentation_options", options, set())
+        return
+    try:  # kt.data needs TensorFlow: without it the recipe cannot augment anyway
+        module = importlib.import_module("kerastoolkit.data.augmentation")
+    except ImportError:
+        return
+    try:
+        name, _ = module.parse_policy(policy)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Recipe field `augmentation` is not valid: {error}") from None
+    valid = set(module.DEFAULTS[name]) | _arguments(module.augmentation, ("policy",))
+    _check_keys("augmentation_options", options, valid)
+
+
+def _check_config(config):
+    """Validates every field, then every nested key against what it is given to."""
+    for field, value in config.items():
+        _check_field(field, value)
+    _check_optimizer_options(config)
+    _check_schedule_options(config)
+    _check_callback_options(config)
+    _check_augmentation_options(config)
     if config["schedule"] == "cyclic_cosine" and not config["snapshots"]:
         raise _bad("snapshots", config["snapshots"], "a positive integer with schedule='cyclic_cosine'")
 
@@ -397,7 +511,7 @@ class Recipe:
         unknown = [k for k in self.config if k not in DEFAULT_CONFIG]
         for field in unknown:
             _check_field(field, self.config[field])  # raises naming it
-        config = dict(DEFAULT_CONFIG, **_thaw(self.config))
+        config = dict(_thaw(DEFAULT_CONFIG), **_thaw(self.config))
         _check_config(config)
         # A frozen dataclass: the normalised config goes straight into the
         # instance dictionary, once, here.
@@ -822,7 +936,7 @@ def get(name, **overrides):
                 f"Unknown preset. Available: {', '.join(names())}.{hint} Received: name={name!r}"
             )
         entry = PRESETS[name]
-        recipe = Recipe(name, entry["description"], entry["source"], copy.deepcopy(entry["config"]))
+        recipe = Recipe(name, entry["description"], entry["source"], _thaw(entry["config"]))
     return recipe.replace(**overrides) if overrides else recipe
 
 
