@@ -256,8 +256,12 @@ def test_config_keras_file_and_student_export(digits, tmp_path):
         rtol=1e-5,
     )
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        path = kt.export.saved_model(distiller.student, str(tmp_path / "student"))
+        # The docstring's export: the student outputs logits, so what is served as
+        # `probabilities` is their softmax (an independent NumPy softmax here).
+        path = kt.export.saved_model(distiller.student, str(tmp_path / "student"), warmup_requests=0)
         served = kt.export.load(path)  # the serving_default signature; keeps the loaded object alive
-        np.testing.assert_allclose(served(x), logits_of(student, x), atol=1e-5)
+        logits = logits_of(student, x)
+        assert logits.min() < 0
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(served(x), e / e.sum(axis=1, keepdims=True), atol=1e-5)
+        assert served.metadata["model_outputs"]["kind"] == "logits"
