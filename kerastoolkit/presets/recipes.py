@@ -65,6 +65,7 @@ from kerastoolkit import callbacks as kt_callbacks
 from kerastoolkit import optimizers as kt_optimizers
 from kerastoolkit import schedules as kt_schedules
 from kerastoolkit.losses import crossentropy as kt_crossentropy
+from kerastoolkit.presets import _output_kind as output_kind
 
 def _freeze(value):
     """A deep read-only copy: dicts become mapping proxies, lists tuples."""
@@ -448,6 +449,34 @@ def _check_config(config):
         raise _bad("snapshots", config["snapshots"], "a positive integer with schedule='cyclic_cosine'")
 
 
+def check_from_logits(model, from_logits, sample=None):
+    """Raises when `from_logits` contradicts what `model` outputs: the loss would be the wrong one.
+
+    Args:
+        model: a Keras classifier.
+        from_logits: the loss's `from_logits`.
+        sample: inputs whose outputs are evidence too, or `None`.
+
+    Raises:
+        TypeError: if `from_logits` is not a bool.
+        ValueError: if the model's last layer, a toolkit wrapper's flag or
+            the outputs on `sample` say the other kind.
+    """
+    if not isinstance(from_logits, bool):
+        raise TypeError(f"`from_logits` must be a bool. Received: from_logits={from_logits!r}")
+    evidence = output_kind.model_evidence(model, loss=None)
+    if sample is not None:
+        evidence += output_kind.sample_evidence(keras.ops.convert_to_numpy(model(sample, training=False)))
+    wanted = "logits" if from_logits else "probabilities"
+    against = [e for e in evidence if e.kind != wanted]
+    if against:
+        raise ValueError(
+            f"The loss would be built with from_logits={from_logits}, but the model outputs "
+            f"{against[0].kind} ({'; '.join(e.source for e in against)}): it would train on the "
+            f"wrong loss. Pass from_logits={not from_logits}. Received: from_logits={from_logits}"
+        )
+
+
 def _positive_int(name, value, allow_none=False):
     if value is None and allow_none:
         return None
@@ -788,13 +817,22 @@ class Recipe:
             model: a built `keras.Model`.
             steps_per_epoch, epochs, batch_size: as `optimizer`.
             metrics: metrics for `compile`. Defaults to `("accuracy",)`.
-            from_logits: whether the model outputs logits. Defaults to `False`.
+            from_logits: whether the model outputs logits (a `Dense`
+                without activation, the Keras tutorials' classifier) rather
+                than probabilities. Defaults to `False`.
 
         Returns:
             `model`, compiled.
+
+        Raises:
+            ValueError: when `from_logits` contradicts the model (a softmax
+                last layer with `from_logits=True`, a linear one with
+                `False`, a toolkit wrapper's own `from_logits`): the loss
+                would be the wrong one.
         """
         if not isinstance(model, keras.Model):
             raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+        check_from_logits(model, from_logits)
         l2 = self.config["l2"]
         if l2:
             for layer in _all_layers(model):
@@ -810,7 +848,8 @@ class Recipe:
         )
         return model
 
-    def fit(self, model, train, validation=None, epochs=None, batch_size=None, directory=None, callbacks=None, verbose="auto", seed=None):
+    def fit(self, model, train, validation=None, epochs=None, batch_size=None, directory=None, callbacks=None, verbose="auto", seed=None,
+            from_logits=False):
         """Compiles and trains `model` with the recipe, steps per epoch taken from the data.
 
         Args:
@@ -825,6 +864,9 @@ class Recipe:
             callbacks: more callbacks, after the recipe's. Defaults to `None`.
             verbose: `model.fit` verbosity. Defaults to `"auto"`.
             seed: shuffle seed for array data. Defaults to `None`.
+            from_logits: whether the model outputs logits; checked against
+                the model and, for array data, its outputs on the first
+                examples. Defaults to `False`.
 
         Returns:
             The `keras.callbacks.History` of the run.
@@ -858,6 +900,7 @@ class Recipe:
             if not isinstance(train, (tuple, list)) or len(train) != 2:
                 raise TypeError(f"`train` must be `(x, y)` arrays or a tf.data.Dataset. Received: train={train!r}")
             x, y = train
+            check_from_logits(model, from_logits, sample=x[:64])
             steps = -(-len(x) // batch_size)
             data_for_bn = x
             dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -870,7 +913,7 @@ class Recipe:
             recipe = self.replace(plateau=None, early_stopping=None)
         else:
             recipe = self
-        recipe.compile(model, steps_per_epoch=steps, epochs=epochs, batch_size=batch_size)
+        recipe.compile(model, steps_per_epoch=steps, epochs=epochs, batch_size=batch_size, from_logits=from_logits)
         every = recipe.callbacks(epochs=epochs, directory=directory, data=data_for_bn) + list(callbacks or [])
         return model.fit(
             dataset, validation_data=validation, epochs=epochs, callbacks=every, verbose=verbose, shuffle=False

@@ -29,11 +29,13 @@ def _has(module, attribute=None):
     return found
 
 
+# The presets the README documents ("Presets in scripts"), written out here.
+DOCUMENTED = ["adam", "karpathy_adam", "sgd_warmup_cosine", "snapshot_ensemble", "sgd_momentum_step",
+              "goyal_large_batch", "cosine_warmup_adamw", "swats", "lookahead_adam", "fast"]
+
+
 def test_every_preset_is_data_with_a_source():
-    assert kt.presets.names() == sorted(kt.presets.PRESETS)
-    required = {"adam", "karpathy_adam", "sgd_warmup_cosine", "snapshot_ensemble", "sgd_momentum_step",
-                "goyal_large_batch", "cosine_warmup_adamw", "swats", "lookahead_adam", "fast"}
-    assert required <= set(kt.presets.names())
+    assert kt.presets.names() == sorted(DOCUMENTED)
     listed = kt.presets.list()
     assert [entry["name"] for entry in listed] == kt.presets.names()
     for entry in listed:
@@ -59,6 +61,66 @@ def test_a_recipe_is_immutable_deeply():
     # A modified copy leaves the preset alone (the CLI's way of overriding).
     changed = dataclasses.replace(recipe, config=dict(recipe.config, learning_rate=5.0))
     assert changed.config["learning_rate"] == 5.0 and kt.presets.get("adam").config["learning_rate"] is None
+
+
+def test_the_module_tables_are_read_only_and_shared_by_no_recipe():
+    tables = [kt.presets.PRESETS, kt.presets.DEFAULT_CONFIG, kt.presets.DEFAULT_PLATEAU,
+              kt.presets.DEFAULT_EARLY_STOPPING, kt.presets.PRESETS["adam"], kt.presets.PRESETS["adam"]["config"],
+              kt.presets.PRESETS["swats"]["config"]["plateau"], kt.presets.DEFAULT_CONFIG["optimizer_options"]]
+    for table in tables:
+        with pytest.raises(TypeError):
+            table["patience"] = 1
+    with pytest.raises(AttributeError):
+        kt.presets.PRESETS["sgd_momentum_step"]["config"]["schedule_options"]["milestones"].append(0.9)
+    for name in ("adam", "swats", "lookahead_adam"):  # the three that use DEFAULT_PLATEAU
+        assert kt.presets.get(name).config["plateau"]["patience"] == 4
+    # The command line's way of starting from the defaults still works: a mutable copy.
+    mine = dict(kt.presets.DEFAULT_PLATEAU)
+    mine["patience"] = 2
+    assert kt.presets.get("adam", plateau=mine).config["plateau"]["patience"] == 2
+    assert kt.presets.DEFAULT_PLATEAU["patience"] == 4 and kt.presets.get("swats").config["plateau"]["patience"] == 4
+    assert json.loads(json.dumps(kt.presets.get("adam").to_dict()))["config"]["plateau"] == dict(mine, patience=4)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("plateau", {"patienc": 3}, r"Unknown key `patienc` in recipe field `plateau`\. Did you mean 'patience'"),
+    ("early_stopping", {"restore_best_weight": True}, r"`restore_best_weight`.*`early_stopping`.*'restore_best_weights'"),
+    ("precise_bn", {"num_batch": 3}, r"`num_batch`.*`precise_bn`.*'num_batches'"),
+    ("swa", {"start_fraction": 0.5, "frequncy": 2}, r"`frequncy`.*`swa`.*'frequency'"),
+    ("optimizer_options", {"beta1": 0.8}, r"`beta1`.*`optimizer_options`.*'beta_1'"),
+    ("optimizer_options", {"learning_rate": 0.1}, r"`optimizer_options` cannot hold `learning_rate`"),
+    ("schedule_options", {"pct_start": 0.2}, r"`pct_start`.*`schedule_options`.*Valid keys: none"),
+    ("label_smoothing_convention", "bogus", r"`label_smoothing_convention` must be one of \('keras', 'lecture'\)"),
+    ("plateau", {"patience": -1}, r"Recipe field `plateau` is not valid: .*Received: patience=-1"),
+])
+def test_every_field_and_nested_key_is_checked_when_built(field, value, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        kt.presets.get("adam", **{field: value})
+    with pytest.raises(ValueError, match=message):
+        kt.presets.get("karpathy_adam").replace(**{field: value})
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"config": {field: value}}))
+    with pytest.raises(ValueError, match=r"mine\.json.*" + message):
+        kt.presets.load(str(path))
+
+
+def test_nested_keys_follow_the_other_fields():
+    # The keys a mapping takes depend on the optimizer, schedule and policy it goes with.
+    assert kt.presets.get("sgd_momentum_step", optimizer_options={"nesterov": True}).config["optimizer_options"]["nesterov"]
+    with pytest.raises(ValueError, match=r"`nesterov`.*`optimizer_options`"):
+        kt.presets.get("adam", optimizer_options={"nesterov": True})
+    with pytest.raises(ValueError, match=r"`factr`.*`schedule_options`.*'factor'"):
+        kt.presets.get("sgd_momentum_step", schedule_options={"factr": 0.2, "milestones": [0.5]})
+    with pytest.raises(ValueError, match=r"`pct_strat`.*'pct_start'"):
+        kt.presets.get("fast", schedule_options={"pct_strat": 0.3})
+    with pytest.raises(ValueError, match=r"`schedule_options` is not valid.*pct_start"):
+        kt.presets.get("fast", schedule_options={"pct_start": 2.0})
+    if _has("kerastoolkit.data.augmentation"):
+        with pytest.raises(ValueError, match=r"`rotaton`.*`augmentation_options`.*'rotation'"):
+            kt.presets.get("adam", augmentation="geometric", augmentation_options={"rotaton": 0.1})
+        with pytest.raises(ValueError, match=r"`augmentation` is not valid.*'geometric'"):
+            kt.presets.get("adam", augmentation="geometrc")
+        assert kt.presets.get("adam", augmentation="geometric", augmentation_options={"rotation": 0.1})
 
 
 def test_overrides_win_and_unknown_fields_are_named():
@@ -280,3 +342,46 @@ def test_swa_and_precise_bn_fields_build_their_callbacks():
         recipe.callbacks(epochs=8)
     with pytest.raises(ValueError, match=r"`swa.start_fraction`.*Received: swa.start_fraction=1.5"):
         kt.presets.get("adam", swa={"start_fraction": 1.5})
+
+
+def _logits_model(last=None):
+    layers = [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
+    return keras.Sequential(layers + ([last] if last is not None else []))
+
+
+def test_compile_takes_from_logits_and_refuses_the_wrong_one(digits):
+    x, y, _, _ = digits
+    keras.utils.set_random_seed(0)
+    recipe = kt.presets.get("cosine_warmup_adamw")  # label smoothing 0.1: the toolkit's own loss
+    model = _logits_model()
+    with pytest.raises(ValueError, match=r"from_logits=False, but the model outputs logits.*"
+                                         r"activation 'linear'.*Pass from_logits=True\. Received: from_logits=False"):
+        recipe.compile(model, steps_per_epoch=10, epochs=2)
+    recipe.compile(model, steps_per_epoch=10, epochs=2, from_logits=True)
+    # The compiled loss is the smoothed cross-entropy of the softmax of the logits (NumPy).
+    z = keras.ops.convert_to_numpy(model(x[:16])).astype("float64")
+    log_p = z - z.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    target = np.full((16, 10), 0.1 / 10) + 0.9 * np.eye(10)[y[:16]]  # Keras's convention: (1-ε)y + ε/C
+    expected = np.mean(-(target * log_p).sum(1))
+    assert float(model.loss(y[:16], model(x[:16]))) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match=r"from_logits=True, but the model outputs probabilities.*softmax"):
+        recipe.compile(_tiny_model(), steps_per_epoch=10, epochs=2, from_logits=True)
+    with pytest.raises(TypeError, match="Received: from_logits='yes'"):
+        recipe.compile(_tiny_model(), from_logits="yes")
+
+
+def test_fit_takes_from_logits_and_checks_the_outputs(digits):
+    x, y, _, _ = digits
+    keras.utils.set_random_seed(0)
+    recipe = kt.presets.get("karpathy_adam", early_stopping=None)
+    with pytest.raises(ValueError, match=r"Pass from_logits=True"):
+        recipe.fit(_logits_model(), (x, y), epochs=1, verbose=0)
+    # A last layer that says nothing (a rescaling after the logits): the outputs on the data do.
+    hidden = _logits_model(last=keras.layers.Rescaling(1.0))
+    with pytest.raises(ValueError, match=r"outputs on a sample range over.*not probabilities.*Pass from_logits=True"):
+        recipe.fit(hidden, (x, y), epochs=1, verbose=0)
+    model = _logits_model()
+    history = recipe.fit(model, (x, y), epochs=2, verbose=0, from_logits=True, seed=0)
+    assert model.loss.get_config()["from_logits"] is True
+    assert history.history["loss"][-1] < history.history["loss"][0]
