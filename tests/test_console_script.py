@@ -130,6 +130,34 @@ def test_export_of_the_model_train_wrote_is_the_next_version(user, trained):
 
 @requires_tensorflow
 @pytest.mark.slow
+def test_export_of_a_logits_model_and_the_outputs_flag(user):
+    """A Dense(10) model saved with the wrong loss: refused in one line naming --outputs; settled by it."""
+    import keras
+
+    import kerastoolkit as kt
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", "sparse_categorical_crossentropy")  # from_logits=False: disagrees with the model
+    path = os.path.join(user.cwd, "logits.keras")
+    model.save(path)
+    out = os.path.join(user.cwd, "savedmodels", "logits")
+    refused = user("export", path, "--out", out)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert refused.stderr.count("\n") == 1 and "--outputs logits|probabilities" in refused.stderr
+    assert not os.path.exists(os.path.join(out, "1"))
+    printed = _ok(user("export", path, "--out", out, "--outputs", "logits"))
+    assert printed.strip() == f"SavedModel: {os.path.join(out, '1')}"
+    x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 1)).astype("float32")
+    z = keras.ops.convert_to_numpy(model(x)).astype("float64")
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(kt.export.load(os.path.join(out, "1"))(x), e / e.sum(axis=1, keepdims=True), atol=1e-5)
+    bad = user("export", path, "--out", out, "--outputs", "scores")
+    assert bad.returncode == 2 and "argument --outputs: invalid choice: 'scores'" in bad.stderr
+
+
+@requires_tensorflow
+@pytest.mark.slow
 def test_diagnose_with_each_flag_on_the_runs_own_files(user, trained, tmp_path):
     _, version = trained
     epochs, steps = os.path.join(version, "epochs.csv"), os.path.join(version, "steps.csv")

@@ -27,6 +27,14 @@ def add(subparsers):
         "--class-names", metavar="NAMES", default=None,
         help="comma-separated class names, one per output class (e.g. 0,1,2,...)",
     )
+    parser.add_argument(
+        "--outputs", choices=("logits", "probabilities"), default=None,
+        help=(
+            "what the model outputs; a logits model is served with the softmax in the graph "
+            "(default: decided from the saved loss's from_logits, the last layer and a sample; "
+            "an error when they disagree)"
+        ),
+    )
     return parser
 
 
@@ -42,10 +50,13 @@ def validate(args, parser):
 def run(args):
     """Runs `kerastoolkit export` (`kt.export.export_keras_file`)."""
     from kerastoolkit.export import export_keras_file
+    from kerastoolkit.presets._output_kind import OutputKindError
 
     class_names = None if args.class_names is None else [n.strip() for n in args.class_names.split(",")]
     try:
-        path = export_keras_file(args.model, args.out, class_names=class_names)
+        path = export_keras_file(args.model, args.out, class_names=class_names, outputs=args.outputs)
+    except OutputKindError as error:
+        return fail(f"cannot export {args.model!r}: {error} On the command line: --outputs logits|probabilities.")
     except (ValueError, TypeError, RuntimeError) as error:
         return fail(f"cannot export {args.model!r}: {error}")
     print(f"SavedModel: {path}")

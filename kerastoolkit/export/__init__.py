@@ -4,7 +4,9 @@
 signature of stable names (input `inputs`; outputs `probabilities`,
 `top_k_indices`, `top_k_scores`, `top_k_class_names`), preprocessing inside
 the graph, a metadata asset and TensorFlow Serving warmup requests; `load`
-reloads it for Python; `export_keras_file` exports a saved `.keras` model.
+reloads it for Python; `export_keras_file` exports a saved `.keras` model. A
+model that outputs logits is served with the softmax in the graph
+(`OutputKindError` when that cannot be told: pass `outputs=`).
 """
 
 from kerastoolkit.export.saved_model import INPUT_NAME
@@ -18,3 +20,4 @@ from kerastoolkit.export.saved_model import load
 from kerastoolkit.export.saved_model import next_version
 from kerastoolkit.export.saved_model import saved_model
 from kerastoolkit.export.saved_model import versions
+from kerastoolkit.presets._output_kind import OutputKindError

@@ -27,6 +27,10 @@ OUTPUT_KINDS = ("logits", "probabilities")
 
 Evidence = collections.namedtuple("Evidence", ["source", "kind"])
 
+
+class OutputKindError(ValueError):
+    """Whether the model outputs logits or probabilities cannot be told: the argument must say."""
+
 # Tolerances for a row of float16/bfloat16 probabilities (mixed precision).
 _SUM_TOLERANCE = 5e-3
 _RANGE_TOLERANCE = 1e-3
@@ -194,20 +198,21 @@ def decide(evidence, argument="outputs"):
         argument: the argument that settles it, named in the error.
 
     Raises:
-        ValueError: when the evidence disagrees or there is none.
+        OutputKindError: (a `ValueError`) when the evidence disagrees or
+            there is none.
     """
     kinds = {e.kind for e in evidence}
     if len(kinds) == 1:
         return kinds.pop()
     settle = f"Pass {argument}='logits' or {argument}='probabilities' to say what the model outputs."
     if not kinds:
-        raise ValueError(
+        raise OutputKindError(
             "Cannot tell whether the model outputs logits or probabilities: it has no "
             "categorical loss compiled, no softmax or linear last layer, and its outputs on a "
             f"sample are neither clearly logits nor distributions. {settle} Received: {argument}=None"
         )
     listed = "; ".join(f"{e.source} ({e.kind})" for e in evidence)
-    raise ValueError(
+    raise OutputKindError(
         f"The evidence on whether the model outputs logits or probabilities disagrees: {listed}. "
         f"A loss with the wrong from_logits trains on the wrong objective: check the model. "
         f"{settle} Received: {argument}=None"
