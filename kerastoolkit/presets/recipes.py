@@ -46,6 +46,12 @@ subset, the rest take the defaults of `DEFAULT_CONFIG`):
 | `augmentation` | `None` or a `kt.data.augmentation` policy name |
 | `augmentation_options` | overrides for that policy |
 | `dataset` | the `kt.data` dataset the recipe was checked on |
+
+Every field, and every key of the mapping fields (against the arguments of
+the callback, optimizer, schedule or augmentation policy it is given to),
+is checked when a recipe is built (`get`, `load`, `replace`); the module's
+tables (`PRESETS`, `DEFAULT_CONFIG`, `DEFAULT_PLATEAU`,
+`DEFAULT_EARLY_STOPPING`) are read-only.
 """
 
 import copy
@@ -962,7 +968,8 @@ def get(name, **overrides):
 
     Raises:
         ValueError: for an unknown name (the closest names are suggested),
-            an unknown override field (named), or a bad value.
+            an unknown override field or nested key (named, with the
+            closest valid name), or a bad value.
 
     Example:
     >>> recipe = kt.presets.get("karpathy_adam", learning_rate=1e-3)
