@@ -54,7 +54,6 @@ tables (`PRESETS`, `DEFAULT_CONFIG`, `DEFAULT_PLATEAU`,
 `DEFAULT_EARLY_STOPPING`) are read-only.
 """
 
-import copy
 import dataclasses
 import difflib
 import importlib
@@ -72,6 +71,7 @@ from kerastoolkit import optimizers as kt_optimizers
 from kerastoolkit import schedules as kt_schedules
 from kerastoolkit.losses import crossentropy as kt_crossentropy
 from kerastoolkit.presets import _output_kind as output_kind
+
 
 def _freeze(value):
     """A deep read-only copy: dicts become mapping proxies, lists tuples."""
