@@ -375,7 +375,7 @@ def _export(model, directory, version, preprocessing, tta, class_names, metadata
     raw = _sample(spec, sample)
     model_outputs = _Served(target, layers, None, 1, spec).model_outputs(tf.constant(raw)).numpy()  # builds the layers
     num_classes = int(model_outputs.shape[-1])
-    kind, info = _decide_outputs(target, outputs, loss if target is model else getattr(target, "loss", None),
+    kind, kind_info = _decide_outputs(target, outputs, loss if target is model else getattr(target, "loss", None),
                                  model_outputs)
     if kind == "logits" and num_classes < 2:
         raise ValueError(
@@ -384,7 +384,7 @@ def _export(model, directory, version, preprocessing, tta, class_names, metadata
             f"Received: outputs={outputs!r} with {num_classes} output"
         )
     class_names = _check_class_names(class_names, num_classes)
-    served_model, softmax = _served_model(model, target, tta, kind, info)
+    served_model, softmax = _served_model(model, target, tta, kind, kind_info)
     k = min(top_k, num_classes)
     served = _Served(served_model, layers, class_names, k, spec, softmax=softmax)
     expected = {name: np.asarray(value) for name, value in served(tf.constant(raw)).items()}
@@ -402,7 +402,7 @@ def _export(model, directory, version, preprocessing, tta, class_names, metadata
         outputs={"probabilities": ["float32", [None, num_classes]],
                  "top_k_indices": ["int32", [None, k]], "top_k_scores": ["float32", [None, k]],
                  **({"top_k_class_names": ["string", [None, k]]} if class_names else {})},
-        model_outputs=info,
+        model_outputs=kind_info,
         signature=SIGNATURE,
         tta=_tta_info(served_model),
         versions=_versions_info(),
