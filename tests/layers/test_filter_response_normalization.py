@@ -103,6 +103,12 @@ class LayerHarness(testing.TestCase):
             expected_output_shape=(2, 3, 4), expected_num_trainable_weights=1,
             expected_num_non_trainable_weights=0, supports_masking=True,
         )
+        # tfa's expected values (tensorflow_addons/layers/tests/tlu_test.py).
+        self.run_layer_test(
+            TLU, init_kwargs={}, input_data=np.array([[-2.5, 0.0, 0.3]], "float32"),
+            expected_output=np.array([[0.0, 0.0, 0.3]], "float32"),
+            expected_num_trainable_weights=1, supports_masking=True,
+        )
 
 
 def test_config_roundtrip_and_bad_arguments():
@@ -190,3 +196,16 @@ def test_keras_file_in_a_fresh_process_and_export(tmp_path):
     model = train(conv_model())
     assert_keras_roundtrip(model, DATA_X[:5], tmp_path, atol=1e-5)
     assert_saved_model_roundtrip(model, DATA_X[:5], tmp_path)
+
+
+def test_learned_epsilon_and_tau_train():
+    """The learned epsilon, gamma, beta and tau all receive gradients (tfa's test_eps_gards)."""
+    model = conv_model()
+    frn, tlu = model.layers[1], model.layers[2]
+    before = [keras.ops.convert_to_numpy(w).copy() for w in
+              (frn.learned_epsilon_weight, frn.gamma, frn.beta, tlu.tau)]
+    train(model)
+    after = [keras.ops.convert_to_numpy(w) for w in
+             (frn.learned_epsilon_weight, frn.gamma, frn.beta, tlu.tau)]
+    for name, a, b in zip(("learned_epsilon", "gamma", "beta", "tau"), before, after):
+        assert not np.array_equal(a, b), name
