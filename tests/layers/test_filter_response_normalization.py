@@ -106,7 +106,7 @@ class LayerHarness(testing.TestCase):
         # tfa's expected values (tensorflow_addons/layers/tests/tlu_test.py).
         self.run_layer_test(
             TLU, init_kwargs={}, input_data=np.array([[-2.5, 0.0, 0.3]], "float32"),
-            expected_output=np.array([[0.0, 0.0, 0.3]], "float32"),
+            expected_output=keras.ops.convert_to_tensor([[0.0, 0.0, 0.3]], "float32"),
             expected_num_trainable_weights=1, supports_masking=True,
         )
 
