@@ -2,6 +2,7 @@
 
 from kerastoolkit.layers.instance_normalization import InstanceNormalization
 from kerastoolkit.layers.ghost_batch_normalization import GhostBatchNormalization
+from kerastoolkit.layers.filter_response_normalization import FilterResponseNormalization, TLU
 from kerastoolkit.layers.weight_normalization import WeightNormalization
 from kerastoolkit.layers.weight_noise import WeightNoise
 from kerastoolkit.layers.drop_connect import DropConnect

@@ -9,6 +9,7 @@ lecture's defaults. Built here:
 - `Lookahead`: slow/fast weights around any optimizer (Zhang et al. 2019).
 - `LARS`: layer-wise trust ratios for large batches (You et al. 2017).
 - `GradientNoise`: annealed Gaussian gradient noise (Neelakantan et al. 2015).
+- `RectifiedAdam`: variance-rectified Adam, RAdam (Liu et al. 2020).
 - `get`: optimizers by name; `bakeoff`: compare several from the same start
   (Schmidt et al. 2021).
 """
@@ -19,6 +20,7 @@ from kerastoolkit.optimizers.bakeoff import bakeoff
 from kerastoolkit.optimizers.gradient_noise import GradientNoise
 from kerastoolkit.optimizers.lars import LARS
 from kerastoolkit.optimizers.lookahead import Lookahead
+from kerastoolkit.optimizers.rectified_adam import RectifiedAdam
 from kerastoolkit.optimizers.registry import OPTIMIZER_DEFAULTS
 from kerastoolkit.optimizers.registry import get
 from kerastoolkit.optimizers.registry import names
@@ -32,6 +34,7 @@ __all__ = [
     "LARS",
     "Lookahead",
     "OPTIMIZER_DEFAULTS",
+    "RectifiedAdam",
     "SGD",
     "SWATS",
     "bakeoff",

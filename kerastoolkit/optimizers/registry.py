@@ -7,6 +7,7 @@ import keras
 from kerastoolkit.optimizers.gradient_noise import GradientNoise
 from kerastoolkit.optimizers.lars import LARS
 from kerastoolkit.optimizers.lookahead import Lookahead
+from kerastoolkit.optimizers.rectified_adam import RectifiedAdam
 from kerastoolkit.optimizers.sgd import SGD
 from kerastoolkit.optimizers.swats import SWATS
 
@@ -111,6 +112,20 @@ OPTIMIZER_DEFAULTS = {
                        "batches.",
         "source": "You, Gitman & Ginsburg 2017",
     },
+    "radam": {
+        "class": "RectifiedAdam",
+        "config": dict(_ADAM, sma_threshold=5.0),
+        "description": "Adam with a variance-rectified adaptive rate "
+                       "(momentum SGD for the first steps).",
+        "source": "Liu et al. 2020",
+    },
+    "ranger": {
+        "class": "Lookahead",
+        "inner": "radam",
+        "config": {"sync_period": 6, "slow_step_size": 0.5},
+        "description": "Lookahead(RAdam): k=6 fast steps, then halfway back.",
+        "source": "Wright 2019 (Liu et al. 2020; Zhang et al. 2019)",
+    },
     "gradient_noise": {
         "class": "GradientNoise",
         "inner": "adam",
@@ -126,6 +141,7 @@ _OURS = {
     "Lookahead": Lookahead,
     "LARS": LARS,
     "GradientNoise": GradientNoise,
+    "RectifiedAdam": RectifiedAdam,
 }
 
 
@@ -162,6 +178,8 @@ def get(name, **overrides):
     | `swats`, `lars` | `kt.optimizers.SWATS()`, `kt.optimizers.LARS()` |
     | `lookahead` | `kt.optimizers.Lookahead(Adam)` |
     | `gradient_noise` | `kt.optimizers.GradientNoise(Adam, eta=0.01)` |
+    | `radam` | `kt.optimizers.RectifiedAdam()`, Adam settings |
+    | `ranger` | `kt.optimizers.Lookahead(RectifiedAdam, sync_period=6)` |
 
     Args:
         name: One of `names()` (case-insensitive), or an optimizer instance,

@@ -9,11 +9,17 @@ Every schedule is a function of `t`: the optimizer step, or the epoch
   (ours, Keras's or a float).
 - `CyclicCosine`: the snapshot-ensemble schedule (Huang et al. 2017).
 - `OneCycle`: Smith's one-cycle policy.
+- `Triangular`, `Triangular2`, `ExponentialRange`, `Cyclical`: Smith's
+  cyclical learning rates (tfa's `*CyclicalLearningRate`).
 - `Scaled(schedule, multiplier)`: a schedule times a factor that can change
   during training (the hook for plateau decay).
 """
 
 from kerastoolkit.schedules.cyclic_cosine import CyclicCosine
+from kerastoolkit.schedules.cyclical import Cyclical
+from kerastoolkit.schedules.cyclical import ExponentialRange
+from kerastoolkit.schedules.cyclical import Triangular
+from kerastoolkit.schedules.cyclical import Triangular2
 from kerastoolkit.schedules.decay import Cosine
 from kerastoolkit.schedules.decay import Exponential
 from kerastoolkit.schedules.decay import InverseSqrt
@@ -27,6 +33,8 @@ from kerastoolkit.schedules.warmup import Warmup
 __all__ = [
     "Cosine",
     "CyclicCosine",
+    "Cyclical",
+    "ExponentialRange",
     "Exponential",
     "InverseSqrt",
     "InverseTime",
@@ -34,5 +42,7 @@ __all__ = [
     "OneCycle",
     "Scaled",
     "StepDecay",
+    "Triangular",
+    "Triangular2",
     "Warmup",
 ]
