@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from kerastoolkit import _keras_compat
 from kerastoolkit.optimizers import _common
 
 
@@ -244,7 +245,7 @@ class RectifiedAdam(keras.optimizers.Optimizer):
         t = ops.cast(self.iterations + 1, dtype)
         if self.total_steps is not None:
             lr = self._warmed_up_rate(lr, t)
-        index = self._get_variable_index(variable)
+        index = _keras_compat.variable_index(self, variable)
         m = self._momentums[index]
         v = self._velocities[index]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))

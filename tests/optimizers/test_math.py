@@ -465,7 +465,8 @@ def test_gradient_noise_drawn_seed_is_in_the_config():
     lambda: kt.optimizers.LARS(1.0),
     lambda: kt.optimizers.Lookahead(keras.optimizers.SGD(0.1), sync_period=1),
     lambda: kt.optimizers.GradientNoise(keras.optimizers.SGD(0.1), eta=1.0, seed=3),
-], ids=["SGD", "SWATS", "LARS", "Lookahead", "GradientNoise"])
+    lambda: kt.optimizers.RectifiedAdam(1e-3),
+], ids=["SGD", "SWATS", "LARS", "Lookahead", "GradientNoise", "RectifiedAdam"])
 def test_a_variable_keras_overwrites_with_its_gradient_is_left_to_keras(make):
     """`keras.Variable.overwrite_with_gradient` (float8 scales): the variable becomes its
     gradient, with no update, noise or slow copy from the optimizer (Keras's documented rule)."""
