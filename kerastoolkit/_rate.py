@@ -44,6 +44,16 @@ API:
     program.after_step(model): the same, after each step (per-step programs).
     program.release(owner): at the end of `fit`.
     program.current_rate() -> float, the rate of the next step.
+
+One `fit` at a time. A `fit` is known by the `params` dict Keras hands every
+callback of one call (`set_params`); the first `register` of a new `fit`
+drops the parts an earlier `fit` left behind without releasing them (it
+stopped on an exception: Ctrl-C, a dead worker; Keras then never calls
+`on_train_end`), and a float rate goes back to the base those parts started
+from (or stays at a rate the user set since). So a new `fit` starts from its
+own callbacks only. The parts of a `fit` that ended normally stay in a
+schedule rate (they are the model's rate now, saved with it) and a float
+rate keeps the value reached, as with Keras's `ReduceLROnPlateau`.
 """
 
 import weakref
@@ -98,6 +108,11 @@ def _describe(optimizer):
     return type(optimizer).__name__
 
 
+def fit_of(owner):
+    """The `params` dict of `owner`'s current `fit` (its identity marks the call), or `None`."""
+    return getattr(owner, "params", None)
+
+
 class _Member:
     def __init__(self, owner, factory, kind, per_step, replace):
         self._owner = weakref.ref(owner)  # the callback holds the model: no cycle to the key
@@ -106,6 +121,8 @@ class _Member:
         self.per_step = per_step
         self.replace = replace
         self.schedule = None
+        self.fit = fit_of(owner)
+        self.released = False  # its `fit` ended (`on_train_end`)
 
     @property
     def owner(self):
@@ -140,6 +157,7 @@ class RateProgram:
         self.top = None
         self._capture = None  # (step, value) read when the base was captured
         self._sync_function = None  # (top, traced update) on TensorFlow
+        self._fit = None  # the `params` of the `fit` the members were registered in
 
     @property
     def optimizer(self):
@@ -208,6 +226,7 @@ class RateProgram:
         Returns:
             The schedule built for `owner`.
         """
+        self._begin_fit(fit_of(owner))
         if base is not None:
             if self.variable is None:
                 raise ValueError(
@@ -219,6 +238,7 @@ class RateProgram:
             self.explicit_base = float(base)
         for member in self.members:
             if member.owner is owner:
+                member.fit, member.released = fit_of(owner), False
                 return member.schedule
         if replace:
             self.members = [m for m in self.members if not m.replace]
@@ -228,10 +248,43 @@ class RateProgram:
         self._apply()
         return next(m.schedule for m in self.members if m.owner is owner)
 
+    def _begin_fit(self, fit):
+        """At the first `register` of a `fit`: drops what an unfinished one left."""
+        if fit is None or fit is self._fit:
+            return
+        self._fit = fit
+        stale = [m for m in self.members if m.fit is not fit and not m.released]
+        if not stale:
+            return
+        self.members = [m for m in self.members if m.fit is fit or m.released]
+        if self.variable is not None:
+            self._reset_float_base()
+
+    def _reset_float_base(self):
+        """After dropping an unfinished `fit`'s parts: the float rate goes back
+        to their base, unless the user assigned another rate since."""
+        value = _to_float(self.variable)
+        if self.top is not None and self.base is not None:
+            step = _step(self.optimizer)
+            # The program assigned the rate of this step, or of the one
+            # before when the `fit` stopped between a step and its callback.
+            own = [_evaluate(self.top, t) for t in {step, max(step - 1, 0)}]
+            if any(np.isclose(value, v, rtol=1e-6, atol=1e-12) for v in own):
+                value = self.base
+        self.variable.assign(value)
+        self.base = value  # known: no consistency check against the step
+        self.explicit_base = None
+        self.top = None
+        self._capture = None
+
     def release(self, owner):
         """`owner`'s `fit` ended: a float rate keeps the value reached, without it."""
         if self.variable is None:
-            return  # the composed schedule stays installed (saved with the model)
+            # The composed schedule stays installed (saved with the model).
+            for member in self.members:
+                if member.owner is owner:
+                    member.released = True
+            return
         self.members = [m for m in self.members if m.owner is not owner]
         if not self.members:
             self.base = None
