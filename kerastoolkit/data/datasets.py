@@ -264,6 +264,38 @@ def prepare(name, data_dir=None):
     return builder
 
 
+def _check_load_arguments(split, batch_size, shuffle, seed, as_numpy):
+    """`load`'s argument checks (see its Raises)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"`seed` must be an integer >= 0 or None. Received: seed={seed!r}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+    ):
+        raise ValueError(
+            f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
+        )
+    if as_numpy and batch_size is not None:
+        raise ValueError(
+            "`batch_size` has no effect with `as_numpy=True` (the arrays hold the whole "
+            "split; pass `batch_size` to `fit`, or drop `as_numpy` for a batched dataset). "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if as_numpy and seed is not None and shuffle is not True:
+        raise ValueError(
+            "`seed` has no effect with `as_numpy=True` unless `shuffle=True` (the arrays "
+            f"keep the split's order). Received: seed={seed!r}, shuffle={shuffle!r}"
+        )
+    shuffled = shuffle is True or (shuffle is None and not as_numpy and split.startswith("train"))
+    if shuffled and seed is None and num_workers() > 1:
+        raise ValueError(
+            "`load` shuffles this split, and TF_CONFIG names a cluster of "
+            f"{num_workers()} workers: without a seed every worker draws its "
+            "own order, so the shares they train on overlap and miss examples. "
+            "Pass the same `seed` on every worker. Received: seed=None"
+        )
+
+
 def load(
     name,
     split="train",
@@ -316,7 +348,8 @@ def load(
         `keras.callbacks.Callback`, see `seed`).
 
     Raises:
-        ValueError: for an unknown name, a non-positive `batch_size`, or
+        ValueError: for an unknown name, a non-positive `batch_size`, a
+            `seed` that is not an integer >= 0, or
             `batch_size` (or `seed` without `shuffle=True`) with
             `as_numpy=True`, which would have no effect; a shuffled dataset
             without `seed` in a `TF_CONFIG` cluster of several workers.
@@ -331,31 +364,7 @@ def load(
     >>> model.fit(train, epochs=10, callbacks=[train.epoch_callback, backup])
     """
     meta = info(name)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
-    ):
-        raise ValueError(
-            f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
-        )
-    if as_numpy and batch_size is not None:
-        raise ValueError(
-            "`batch_size` has no effect with `as_numpy=True` (the arrays hold the whole "
-            "split; pass `batch_size` to `fit`, or drop `as_numpy` for a batched dataset). "
-            f"Received: batch_size={batch_size!r}"
-        )
-    if as_numpy and seed is not None and shuffle is not True:
-        raise ValueError(
-            "`seed` has no effect with `as_numpy=True` unless `shuffle=True` (the arrays "
-            f"keep the split's order). Received: seed={seed!r}, shuffle={shuffle!r}"
-        )
-    shuffled = shuffle is True or (shuffle is None and not as_numpy and split.startswith("train"))
-    if shuffled and seed is None and num_workers() > 1:
-        raise ValueError(
-            "`load` shuffles this split, and TF_CONFIG names a cluster of "
-            f"{num_workers()} workers: without a seed every worker draws its "
-            "own order, so the shares they train on overlap and miss examples. "
-            "Pass the same `seed` on every worker. Received: seed=None"
-        )
+    _check_load_arguments(split, batch_size, shuffle, seed, as_numpy)
     dataset = prepare(name, data_dir).as_dataset(split=split, as_supervised=True)
     if shuffle is None:
         shuffle = not as_numpy and split.startswith("train")

@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 
-import kerastoolkit as kt
 from kerastoolkit.callbacks import SWA, AverageModelCheckpoint
 from tests.callbacks._util import digits, small_cnn
 from tests.callbacks.test_batchnorm_swa import bn_stats, np_precise_stats

@@ -93,7 +93,7 @@ def test_a_damaged_folder_that_cannot_be_removed_is_named(tmp_path, monkeypatch)
         raise PermissionError(13, "Permission denied", path)
 
     monkeypatch.setattr(shutil, "rmtree", refuse)
-    with pytest.raises(OSError, match=rf"Delete that folder.*") as caught:
+    with pytest.raises(OSError, match="Delete that folder") as caught:
         kt.data.load("digits", "train", data_dir=str(tmp_path))
     assert builder.data_dir in str(caught.value)
     assert "dataset_info.json is missing" in str(caught.value)
