@@ -219,10 +219,13 @@ class ResumableMixin:
     """
 
     def _begin_fit(self):
+        """At `on_train_begin`: refuses a shared state file, and takes what an
+        unfinished earlier `fit` left off the learning rate."""
         self._first_epoch_of_fit = True
         state_file = getattr(self, "_state_file", None)
         if state_file is not None:
             state_file.claim(self)
+        _rate.forget_unfinished_fit(self.model, self)
 
     def _resume_if_no_epoch_ran(self):
         """At `on_train_end`: when no epoch ran (a run resumed after its last

@@ -44,6 +44,8 @@ API:
     program.after_step(model): the same, after each step (per-step programs).
     program.release(owner): at the end of `fit`.
     program.current_rate() -> float, the rate of the next step.
+    forget_unfinished_fit(model, callback): at the start of a `fit`, for
+        callbacks that do not register a part.
 
 One `fit` at a time. A `fit` is known by the `params` dict Keras hands every
 callback of one call (`set_params`); the first `register` of a new `fit`
@@ -391,6 +393,23 @@ class RateProgram:
     def current_rate(self):
         """The learning rate of the next step, a Python float."""
         return _to_float(self.optimizer.learning_rate)
+
+
+def forget_unfinished_fit(model, owner):
+    """Takes what an unfinished earlier `fit` left off the model's rate.
+
+    For the toolkit's callbacks that do not shape the rate (`SWA`,
+    `CurveDiagnostics`, `MomentumSchedule`): a `fit` with them but without
+    the stopped `fit`'s rate callbacks also starts from the base rate.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    program = None if optimizer is None else _PROGRAMS.get(base_optimizer(optimizer))
+    if program is None or not program._still_installed():
+        return
+    before = list(program.members)
+    program._begin_fit(fit_of(owner))
+    if program.variable is None and program.members != before:
+        program._apply()  # the schedule without the dropped parts
 
 
 def retrace(model):

@@ -173,6 +173,20 @@ def test_fit_again_after_ctrl_c_runs_only_its_own_rate_callbacks(rate):
     np.testing.assert_allclose(probe.applied, expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("rate", ["float", "schedule"])
+def test_a_fit_without_rate_callbacks_after_ctrl_c_trains_at_the_compiled_rate(rate):
+    lr = 0.1 if rate == "float" else keras.optimizers.schedules.PolynomialDecay(0.1, 100, 0.1)
+    model = probe_model(keras.optimizers.SGD(lr))
+    x, y, bs = probe_data(4)
+    with pytest.raises(KeyboardInterrupt):  # mid-warmup, after 3 steps
+        model.fit(x, y, batch_size=bs, epochs=2, verbose=0,
+                  callbacks=[kt.callbacks.Warmup(warmup_steps=8), StopAt(0, 2)])
+    probe = AppliedLR()
+    model.fit(x, y, batch_size=bs, epochs=1, verbose=0,
+              callbacks=[kt.callbacks.CurveDiagnostics(), probe])
+    np.testing.assert_allclose(probe.applied, [0.1] * 4, rtol=1e-5)
+
+
 def test_curve_diagnostics_after_an_interrupted_fit_records_every_step_exactly():
     (x, y), _ = digits()
     x, y = x[:128].reshape(128, -1), y[:128]
