@@ -4,7 +4,9 @@ itself is `_rate.py`'s), retracing and the per-epoch state file that lets a run 
 
 import json
 import os
+import re
 import warnings
+import weakref
 import zipfile
 
 import keras
@@ -12,6 +14,7 @@ import numpy as np
 
 from kerastoolkit._checks import check_int  # noqa: F401  (used as _common.check_int)
 from kerastoolkit._checks import check_real
+from kerastoolkit._checks import is_int  # noqa: F401
 from kerastoolkit._checks import is_real  # noqa: F401
 from kerastoolkit import _rate
 
@@ -105,7 +108,37 @@ class StateFile:
 
     def __init__(self, backup_dir, name):
         self.backup_dir = backup_dir
+        self.name = name
         self.prefix = None if backup_dir is None else os.path.join(backup_dir, f"kerastoolkit_{name}-")
+
+    def claim(self, owner):
+        """Refuses a second callback of the same `fit` that would share these files.
+
+        Two callbacks writing the same state files would each load the
+        other's state on resume. Called at `on_train_begin`, before any state
+        is read; a claim left by another `fit` is taken over.
+        """
+        if self.prefix is None:
+            return
+        key = os.path.realpath(self.prefix)
+        ref = _CLAIMS.get(key)
+        other = None if ref is None else ref()
+        fit = getattr(owner, "params", None)
+        if other is not None and other is not owner and fit is not None and (
+            getattr(other, "params", None) is fit
+        ):
+            raise ValueError(
+                f"Two `{type(owner).__name__}` callbacks in this `fit` keep their "
+                f"state in the same files ({self.prefix}*) of `backup_dir`: on "
+                "resume each would load the other's state. Give each its own "
+                f"`backup_dir` (e.g. a subfolder of the BackupAndRestore folder)"
+                f"{self._hint(owner)}. Received: backup_dir={self.backup_dir!r}"
+            )
+        _CLAIMS[key] = weakref.ref(owner)
+
+    @staticmethod
+    def _hint(owner):
+        return getattr(owner, "_state_file_hint", "")
 
     def _path(self, epoch, suffix):
         return f"{self.prefix}{int(epoch)}{suffix}"
@@ -162,11 +195,37 @@ class StateFile:
         return saved["state"], (arrays or None)
 
 
+_CLAIMS = {}  # realpath of a state-file prefix -> weakref to the callback using it
+
+
+def state_name(kind, key=None):
+    """A state-file name: `kind`, or `kind-key` with `key` made file-name safe."""
+    if key is None:
+        return kind
+    return f"{kind}-{re.sub(r'[^A-Za-z0-9_.]', '_', str(key))}"
+
+
 class ResumableMixin:
-    """Calls `_restore_state(state, arrays)` at the first epoch of a resumed `fit`."""
+    """Takes up the saved state once per `fit`, by one rule for every callback.
+
+    At the first epoch of a `fit` (`_maybe_resume(epoch)` from
+    `on_epoch_begin`), or at `on_train_end` when no epoch ran (a run resumed
+    after its last epoch, killed after the last backup but before
+    `BackupAndRestore` removed its folder: `_resume_if_no_epoch_ran()`),
+    `_resume_at(epoch)` takes up the state saved after `epoch` epochs: by
+    default `_restore_state(state, arrays)` with the `StateFile` in
+    `self._state_file`; a callback whose state is elsewhere (snapshot files)
+    overrides `_resume_at`.
+    """
 
     def _begin_fit(self):
+        """At `on_train_begin`: refuses a shared state file, and takes what an
+        unfinished earlier `fit` left off the learning rate."""
         self._first_epoch_of_fit = True
+        state_file = getattr(self, "_state_file", None)
+        if state_file is not None:
+            state_file.claim(self)
+        _rate.forget_unfinished_fit(self.model, self)
 
     def _resume_if_no_epoch_ran(self):
         """At `on_train_end`: when no epoch ran (a run resumed after its last
@@ -179,6 +238,9 @@ class ResumableMixin:
         if not getattr(self, "_first_epoch_of_fit", False):
             return
         self._first_epoch_of_fit = False
+        self._resume_at(epoch)
+
+    def _resume_at(self, epoch):
         if epoch > 0 and self._state_file.prefix is not None:
             state, arrays = self._state_file.load(epoch)
             if state is None:

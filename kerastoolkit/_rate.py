@@ -44,6 +44,18 @@ API:
     program.after_step(model): the same, after each step (per-step programs).
     program.release(owner): at the end of `fit`.
     program.current_rate() -> float, the rate of the next step.
+    forget_unfinished_fit(model, callback): at the start of a `fit`, for
+        callbacks that do not register a part.
+
+One `fit` at a time. A `fit` is known by the `params` dict Keras hands every
+callback of one call (`set_params`); the first `register` of a new `fit`
+drops the parts an earlier `fit` left behind without releasing them (it
+stopped on an exception: Ctrl-C, a dead worker; Keras then never calls
+`on_train_end`), and a float rate goes back to the base those parts started
+from (or stays at a rate the user set since). So a new `fit` starts from its
+own callbacks only. The parts of a `fit` that ended normally stay in a
+schedule rate (they are the model's rate now, saved with it) and a float
+rate keeps the value reached, as with Keras's `ReduceLROnPlateau`.
 """
 
 import weakref
@@ -98,6 +110,11 @@ def _describe(optimizer):
     return type(optimizer).__name__
 
 
+def fit_of(owner):
+    """The `params` dict of `owner`'s current `fit` (its identity marks the call), or `None`."""
+    return getattr(owner, "params", None)
+
+
 class _Member:
     def __init__(self, owner, factory, kind, per_step, replace):
         self._owner = weakref.ref(owner)  # the callback holds the model: no cycle to the key
@@ -106,6 +123,8 @@ class _Member:
         self.per_step = per_step
         self.replace = replace
         self.schedule = None
+        self.fit = fit_of(owner)
+        self.released = False  # its `fit` ended (`on_train_end`)
 
     @property
     def owner(self):
@@ -140,6 +159,7 @@ class RateProgram:
         self.top = None
         self._capture = None  # (step, value) read when the base was captured
         self._sync_function = None  # (top, traced update) on TensorFlow
+        self._fit = None  # the `params` of the `fit` the members were registered in
 
     @property
     def optimizer(self):
@@ -208,6 +228,7 @@ class RateProgram:
         Returns:
             The schedule built for `owner`.
         """
+        self._begin_fit(fit_of(owner))
         if base is not None:
             if self.variable is None:
                 raise ValueError(
@@ -219,6 +240,7 @@ class RateProgram:
             self.explicit_base = float(base)
         for member in self.members:
             if member.owner is owner:
+                member.fit, member.released = fit_of(owner), False
                 return member.schedule
         if replace:
             self.members = [m for m in self.members if not m.replace]
@@ -228,10 +250,43 @@ class RateProgram:
         self._apply()
         return next(m.schedule for m in self.members if m.owner is owner)
 
+    def _begin_fit(self, fit):
+        """At the first `register` of a `fit`: drops what an unfinished one left."""
+        if fit is None or fit is self._fit:
+            return
+        self._fit = fit
+        stale = [m for m in self.members if m.fit is not fit and not m.released]
+        if not stale:
+            return
+        self.members = [m for m in self.members if m.fit is fit or m.released]
+        if self.variable is not None:
+            self._reset_float_base()
+
+    def _reset_float_base(self):
+        """After dropping an unfinished `fit`'s parts: the float rate goes back
+        to their base, unless the user assigned another rate since."""
+        value = _to_float(self.variable)
+        if self.top is not None and self.base is not None:
+            step = _step(self.optimizer)
+            # The program assigned the rate of this step, or of the one
+            # before when the `fit` stopped between a step and its callback.
+            own = [_evaluate(self.top, t) for t in {step, max(step - 1, 0)}]
+            if any(np.isclose(value, v, rtol=1e-6, atol=1e-12) for v in own):
+                value = self.base
+        self.variable.assign(value)
+        self.base = value  # known: no consistency check against the step
+        self.explicit_base = None
+        self.top = None
+        self._capture = None
+
     def release(self, owner):
         """`owner`'s `fit` ended: a float rate keeps the value reached, without it."""
         if self.variable is None:
-            return  # the composed schedule stays installed (saved with the model)
+            # The composed schedule stays installed (saved with the model).
+            for member in self.members:
+                if member.owner is owner:
+                    member.released = True
+            return
         self.members = [m for m in self.members if m.owner is not owner]
         if not self.members:
             self.base = None
@@ -338,6 +393,23 @@ class RateProgram:
     def current_rate(self):
         """The learning rate of the next step, a Python float."""
         return _to_float(self.optimizer.learning_rate)
+
+
+def forget_unfinished_fit(model, owner):
+    """Takes what an unfinished earlier `fit` left off the model's rate.
+
+    For the toolkit's callbacks that do not shape the rate (`SWA`,
+    `CurveDiagnostics`, `MomentumSchedule`): a `fit` with them but without
+    the stopped `fit`'s rate callbacks also starts from the base rate.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    program = None if optimizer is None else _PROGRAMS.get(base_optimizer(optimizer))
+    if program is None or not program._still_installed():
+        return
+    before = list(program.members)
+    program._begin_fit(fit_of(owner))
+    if program.variable is None and program.members != before:
+        program._apply()  # the schedule without the dropped parts
 
 
 def retrace(model):

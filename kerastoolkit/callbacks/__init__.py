@@ -8,6 +8,7 @@ from kerastoolkit.callbacks.precise_bn import PreciseBatchNorm
 from kerastoolkit.callbacks.precise_bn import recompute_batchnorm_statistics
 from kerastoolkit.callbacks.snapshot import SnapshotEnsemble
 from kerastoolkit.callbacks.swa import SWA
+from kerastoolkit.callbacks.swa import AverageModelCheckpoint
 from kerastoolkit.callbacks.time_stopping import TimeStopping
 from kerastoolkit.callbacks.warmup import Warmup
 from kerastoolkit.diagnostics.callback import CurveDiagnostics

@@ -3,6 +3,7 @@
 import keras
 
 from kerastoolkit import _keras_compat
+from kerastoolkit import _rate
 from kerastoolkit import _callback_common as _common
 from kerastoolkit.optimizers.sgd import SGD
 
@@ -94,6 +95,7 @@ class MomentumSchedule(keras.callbacks.Callback):
         return float(keras.ops.convert_to_numpy(self.schedule(step)))
 
     def on_train_begin(self, logs=None):
+        _rate.forget_unfinished_fit(self.model, self)  # a stopped fit's rate parts
         optimizer = _common.check_optimizer(self, self.model)
         name = self._attribute(optimizer)
         current = getattr(optimizer, name)

@@ -42,7 +42,10 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
 
     Give the same `backup_dir` as `keras.callbacks.BackupAndRestore` (listed
     after this callback) and a killed run that is resumed continues with the
-    same multiplier, best value and counters.
+    same multiplier, best value and counters (also when it is resumed after
+    its last epoch). Its state files are named after `monitor`: two
+    `PlateauDecay` on different metrics may share a folder; two on the same
+    metric may not (an error says so).
 
     Args:
         monitor: the metric name. Defaults to `"val_loss"`.
@@ -80,6 +83,8 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
     history.history["learning_rate"]
     ```
     """
+
+    _state_file_hint = " or monitor different metrics (each metric has its own state)"
 
     def __init__(
         self,
@@ -119,7 +124,11 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
         self.restore_best_weights = restore_best_weights
         self.backup_dir = _common.check_backup_dir(backup_dir)
         self.verbose = _common.check_int("verbose", verbose, 0)
-        self._state_file = _common.StateFile(self.backup_dir, "plateau_decay")
+        # One state per monitored metric: two PlateauDecay on different
+        # metrics may share a `backup_dir`.
+        self._state_file = _common.StateFile(
+            self.backup_dir, _common.state_name("plateau_decay", monitor)
+        )
         self.scaled = None  # the `kt.schedules.Scaled` whose multiplier is lowered
         self.reductions = []  # epochs (0-based) at whose end the rate was reduced
         self._warned = False
@@ -236,6 +245,7 @@ class PlateauDecay(_common.ResumableMixin, keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs=None):
+        self._resume_if_no_epoch_ran()
         self._program.release(self)
 
     def _reduce(self, epoch, lr):

@@ -15,8 +15,48 @@ from kerastoolkit.schedules.cyclic_cosine import CyclicCosine
 _SNAPSHOT = re.compile(r"snapshot_(\d+)\.keras$")
 
 
+@keras.saving.register_keras_serializable(package="kerastoolkit", name="EpochAlignedCyclicCosine")
+class _EpochAlignedCyclicCosine(CyclicCosine):
+    """`CyclicCosine` at step `t + offset`: `SnapshotEnsemble`'s rate.
+
+    The callback sets `offset = epoch · S − iterations` at every epoch start
+    (`S` steps per epoch), so that the cycle position follows the epochs
+    of the run even when the optimizer's step count does not (a run resumed
+    with another batch size; steps a loss-scale optimizer skipped). In an
+    uninterrupted run it stays 0. A variable: read by the traced step on
+    TensorFlow without retracing.
+    """
+
+    def __init__(self, initial_learning_rate, total, cycles, steps_per_epoch=None,
+                 name="CyclicCosine", offset=0):
+        super().__init__(initial_learning_rate, total, cycles, steps_per_epoch, name)
+        if not _common.is_int(offset):
+            raise TypeError(f"Argument `offset` must be an integer. Received: offset={offset!r}")
+        offset = int(offset)
+        self._offset = keras.Variable(
+            offset, dtype="int32", trainable=False, autocast=False, name="cycle_offset"
+        )
+        self._offset_value = offset
+
+    @property
+    def offset(self):
+        return self._offset_value
+
+    @offset.setter
+    def offset(self, value):
+        self._offset_value = int(value)
+        self._offset.assign(self._offset_value)
+
+    def _t(self, step):
+        step = keras.ops.convert_to_tensor(step)
+        return super()._t(keras.ops.add(step, keras.ops.cast(self._offset, step.dtype)))
+
+    def get_config(self):
+        return dict(super().get_config(), offset=self.offset)
+
+
 @keras.saving.register_keras_serializable(package="kerastoolkit")
-class SnapshotEnsemble(keras.callbacks.Callback):
+class SnapshotEnsemble(_common.ResumableMixin, keras.callbacks.Callback):
     """Snapshot ensembles: "train 1, get M for free" (Huang et al. 2017).
 
     The learning rate follows a cyclic cosine annealing with `M = cycles`
@@ -38,8 +78,13 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     The rate follows from the optimizer step and the snapshots from the
     files, so a run resumed by `keras.callbacks.BackupAndRestore` ends with
-    the same snapshots as an uninterrupted run. A run that starts at epoch 0
-    first removes older `snapshot_*.keras` files from `directory`. Under
+    the same snapshots as an uninterrupted run (also one resumed after its
+    last epoch: its `ensemble` holds the snapshots on disk). The cycles stay
+    on epoch boundaries: at each epoch start the cycle position is set to
+    `epoch · S` (plus the steps of the epoch so far), so a run resumed with
+    another batch size (another `S`) still ends each cycle, and takes its
+    snapshot, at an epoch's end where the rate is lowest. A run that starts
+    at epoch 0 first removes older `snapshot_*.keras` files from `directory`. Under
     `MultiWorkerMirroredStrategy` only the chief writes `directory`; the
     other workers write to temporary folders (`kt.distribute.chief_path`),
     so a restarted non-chief worker's `ensemble` holds only the snapshots
@@ -111,6 +156,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self.verbose = _common.check_int("verbose", verbose, 0)
         self.epochs_per_cycle = self.total_epochs // self.cycles
         self.schedule = None
+        self._offset = 0  # the cycle position's offset from the optimizer step
         self.snapshot_paths = []
         self.ensemble = None
 
@@ -139,11 +185,12 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                     program.current_rate()
                 )
             snapshot._eta0 = rate  # a later `fit` restarts from the same η0
-            return CyclicCosine(
+            return _EpochAlignedCyclicCosine(
                 rate,
                 total=cycles * steps_per_cycle,
                 cycles=cycles,
                 name=_rate.MARK + "CyclicCosine",
+                offset=snapshot._offset,
             )
 
         self.schedule = program.register(
@@ -162,7 +209,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._install(self.params)
-        self._first_epoch = True
+        self._begin_fit()
         self.ensemble = None
         epochs = (self.params or {}).get("epochs")
         if epochs is not None and epochs < self.epochs_per_cycle:
@@ -188,11 +235,23 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self._program.after_step(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._align(epoch)
         self._program.sync(self.model)
-        if not self._first_epoch:
-            return
-        self._first_epoch = False
-        done = epoch // self.epochs_per_cycle  # cycles completed before this epoch
+        self._maybe_resume(epoch)
+
+    def _align(self, epoch):
+        """Puts the cycle position at `epoch · S`, whatever the optimizer's step."""
+        steps = int(self.params["steps"])
+        offset = epoch * steps - _rate._step(self._program.optimizer)
+        self._offset = offset
+        if offset != self.schedule.offset:
+            self.schedule.offset = offset
+            if self._program.variable is None and keras.backend.backend() == "jax":
+                _rate.retrace(self.model)  # jit captured the old value
+
+    def _resume_at(self, epoch):
+        """Takes up the snapshots on disk of the cycles completed before `epoch`."""
+        done = epoch // self.epochs_per_cycle
         existing = self._existing()
         for k, path in existing.items():
             if k > done:  # stale files of an older run
@@ -219,6 +278,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         return int(_SNAPSHOT.search(path).group(1))
 
     def on_train_end(self, logs=None):
+        self._resume_if_no_epoch_ran()
         self._program.release(self)
         if self.snapshot_paths:
             from kerastoolkit.models.ensemble import Ensemble

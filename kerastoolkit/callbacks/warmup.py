@@ -96,9 +96,15 @@ class Warmup(keras.callbacks.Callback):
         self.schedule = None  # the `kt.schedules.Warmup` of the rate program
         self._target = None  # the float base reached (kept for a later `fit`)
         self._left = None  # the float rate this callback left when its `fit` ended
+        self._running = False  # between `on_train_begin` and `on_train_end`
 
     def set_params(self, params):
         super().set_params(params)
+        if self._running:
+            # The last `fit` stopped on an exception (no `on_train_end`): its
+            # rate program is dropped and the rate is back at its base.
+            self._running = False
+            self._target = self._left = None
         if self.model is not None and getattr(self.model, "optimizer", None) is not None:
             self._install(params)
 
@@ -146,6 +152,7 @@ class Warmup(keras.callbacks.Callback):
         # Again, in case another callback replaced the rate in `set_params`
         # (e.g. `SnapshotEnsemble` listed after this one); a no-op otherwise.
         self._install(self.params)
+        self._running = True
         self._program.sync(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -159,6 +166,7 @@ class Warmup(keras.callbacks.Callback):
             logs["learning_rate"] = self._program.current_rate()
 
     def on_train_end(self, logs=None):
+        self._running = False
         self._program.release(self)
         if self._program.variable is not None:
             self._left = self._program.current_rate()

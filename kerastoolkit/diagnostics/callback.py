@@ -204,18 +204,30 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
 
     # ------------------------------------------------------------ set-up
 
-    def set_model(self, model):
-        super().set_model(model)
-        # `fit` builds its train function right after `set_model` and before
-        # `on_train_begin`: this is where the step recorder can go in.
+    def set_params(self, params):
+        super().set_params(params)
+        # `fit` builds its train function right after the callbacks' `set_model`
+        # and `set_params`, before `on_train_begin`: this is where the step
+        # recorder can go in. `params` marks this `fit`: a recorder that an
+        # earlier, interrupted `fit` left on the model is replaced.
+        if self.model is not None:
+            self._install_recorder()
+
+    def _install_recorder(self):
         if getattr(self, "_steps_recorder", None) is not None:
             self._steps_recorder.uninstall()
         recorder = StepRecorder(capture_nan=self.capture_nan_batch)
-        self._steps_recorder = recorder if recorder.install(model) else None
+        self._steps_recorder = recorder if recorder.install(self.model, self.params) else None
+        return self._steps_recorder is not None
 
     # ------------------------------------------------------------ recording
 
     def on_train_begin(self, logs=None):
+        recorder = self._steps_recorder
+        if (recorder is None or recorder.fit is not self.params) and self._install_recorder():
+            # Not installed by `set_params` (a `CallbackList` built without
+            # params): the train function `fit` made must see the wrapper.
+            self.model.make_train_function()
         self._records = []  # (epoch, batch, running mean)
         self._exact = []  # (epoch, drained records) from the step recorder
         self._lost_steps = 0

@@ -80,15 +80,25 @@ class StepRecorder:
         self.capture_nan = bool(capture_nan)
         self.capacity = int(capacity)
         self.model = None
+        self.fit = None  # the `params` of the `fit` it was installed for
         self._holder = None
         self._drained = 0
 
-    def install(self, model):
-        """Wraps `model.train_step`; returns `False` (nothing done) when unsupported."""
+    def install(self, model, fit=None):
+        """Wraps `model.train_step`; returns `False` (nothing done) when unsupported.
+
+        One recorder per model: within one `fit` (`fit`, the `params` dict
+        Keras gives that call's callbacks) the first callback owns it. A
+        recorder left by another `fit` (one that stopped on an exception, so
+        its callback never reached `on_train_end`) is removed first.
+        """
         if unsupported_reason(model) is not None:
             return False
-        if getattr(model, "_kt_step_recorder", None) is not None:
-            return False  # one recorder per model: the first callback owns it
+        current = getattr(model, "_kt_step_recorder", None)
+        if current is not None:
+            if fit is None or current.fit is fit:
+                return False
+            current.uninstall()
         import tensorflow as tf
 
         self.capacity = max(self.capacity, 4 * int(getattr(model, "steps_per_execution", 1) or 1))
@@ -127,6 +137,7 @@ class StepRecorder:
         _keras_compat.wrap_train_step(model, lambda _original: train_step)  # fit retraces with it
         model._kt_step_recorder = self
         self.model = model
+        self.fit = fit
         self._holder = holder
         self._drained = 0
         return True
