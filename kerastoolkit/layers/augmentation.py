@@ -554,8 +554,9 @@ class AugmentationPolicy(keras.Sequential):
     image `(height, width, channels)` as a batch of one, so the same policy
     object serves a `dataset.map(...)` before or after batching and a model
     (where it is active in `fit` only when wrapped in `TrainingOnly`).
-    Everything else is `keras.Sequential`'s. `kt.data.augmentation`
-    returns its policies as this class.
+    A policy without layers (every setting off) is the identity. Everything
+    else is `keras.Sequential`'s. `kt.data.augmentation` returns its
+    policies as this class.
 
     Args:
         layers: the augmentation layers, in order. Defaults to `None`.
@@ -568,6 +569,9 @@ class AugmentationPolicy(keras.Sequential):
     """
 
     def build(self, input_shape=None):
+        if not self.layers:  # an empty policy (every setting off) is the identity
+            self.built = True
+            return
         if isinstance(input_shape, (tuple, list)) and len(input_shape) == 3:
             input_shape = (None,) + tuple(input_shape)
         elif isinstance(input_shape, (tuple, list)) and len(input_shape) == 4:
@@ -575,12 +579,16 @@ class AugmentationPolicy(keras.Sequential):
         super().build(input_shape)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
+        if not self.layers:
+            return inputs
         if len(inputs.shape) == 3:
             outputs = super().call(keras.ops.expand_dims(inputs, 0), training=training, mask=mask, **kwargs)
             return keras.ops.squeeze(outputs, 0)
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
     def compute_output_spec(self, inputs, training=None, mask=None, **kwargs):
+        if not self.layers:
+            return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
         if len(inputs.shape) == 3:
             batched = keras.KerasTensor((None,) + tuple(inputs.shape), dtype=inputs.dtype)
             spec = super().compute_output_spec(batched, training=training, mask=mask, **kwargs)
@@ -588,6 +596,8 @@ class AugmentationPolicy(keras.Sequential):
         return super().compute_output_spec(inputs, training=training, mask=mask, **kwargs)
 
     def compute_output_shape(self, input_shape):
+        if not self.layers:
+            return tuple(input_shape)
         if len(input_shape) == 3:
             return tuple(super().compute_output_shape((None,) + tuple(input_shape))[1:])
         return super().compute_output_shape(input_shape)
