@@ -17,6 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/layers/test_integration.py (fit, jit, mixed precision, fresh-process files) runs on TensorFlow only:
 # compiling its conv fits on JAX costs minutes; the layers' math runs on both.
 JAX_SUITES = ["tests/schedules", "tests/optimizers", "tests/compat", "tests/layers/test_math.py", "tests/layers/test_standardize.py", "tests/initializers", "tests/losses"]
+# WeightNormalization of recurrent layers and Conv1D runs through `stateless_call` and `lax.scan` on JAX.
+JAX_SUITES.append("tests/layers/test_weight_normalization.py")
 
 
 @pytest.mark.slow
