@@ -15,10 +15,11 @@ Each subject (every class `kt.layers` exports, and the model kinds of
   reloaded with `tf.saved_model.load`: the served numbers are the model's;
 - one example as well as a batch, for layers that take single examples.
 
-The cells are a covering design, as in `tests/compat`: each layer gets two
-(one frozen, one not, with different dtypes and jit settings, rotated
-over the subjects) so that every pair of values of (frozen, dtype, jit)
-appears (`test_the_design_covers_every_pair`). A layer `kt.layers` exports
+The cells are a covering design, as in `tests/compat`: each subject with
+weights gets two (one frozen, one not, with different dtypes and jit
+settings, rotated over the subjects), one without weights gets one, so that
+every pair of values of (frozen, dtype, jit) appears
+(`test_the_design_covers_every_pair`). A layer `kt.layers` exports
 without an entry in `LAYERS` is walked with no constructor arguments on
 images `(6, 6, 3)`.
 """
@@ -51,30 +52,31 @@ def _adapted_standardize(**kwargs):
 
 
 # name -> (maker(**dtype_kwargs), per-example input shape, options)
-# options: "single" (takes one example), "cells" (1 for the costliest).
+# options: "single" (takes one example), "cells" (1 for layers without
+# weights, which freezing does not change, and for the costliest).
 LAYERS = {
     "AugmentationPolicy": (lambda **kw: kt.layers.AugmentationPolicy(
         [keras.layers.RandomFlip(seed=1, **kw), kt.layers.RandomGaussianNoise(0.1, value_range=(0, 1), seed=1, **kw)]),
-        IMAGE, {"single": True, "dtype_argument": False}),
+        IMAGE, {"single": True, "dtype_argument": False, "cells": 1}),
     "AutoAugment": (lambda **kw: kt.layers.AutoAugment(value_range=(0, 1), seed=1, **kw), IMAGE,
                     {"single": True, "cells": 1}),
     "DropConnect": (lambda **kw: kt.layers.DropConnect(keras.layers.Dense(4), rate=0.3, seed=1, **kw), (5,), {}),
     "GhostBatchNormalization": (lambda **kw: kt.layers.GhostBatchNormalization(2, **kw), (5,), {}),
     "InstanceNormalization": (lambda **kw: kt.layers.InstanceNormalization(**kw), IMAGE, {}),
-    "MultiCrop": (lambda **kw: kt.layers.MultiCrop(4, 4, num_crops=2, seed=1, **kw), IMAGE, {"single": True}),
+    "MultiCrop": (lambda **kw: kt.layers.MultiCrop(4, 4, num_crops=2, seed=1, **kw), IMAGE, {"single": True, "cells": 1}),
     "RandomGaussianNoise": (lambda **kw: kt.layers.RandomGaussianNoise(0.1, value_range=(0, 1), seed=1, **kw),
-                            IMAGE, {"single": True}),
+                            IMAGE, {"single": True, "cells": 1}),
     "RandomJpegQuality": (lambda **kw: kt.layers.RandomJpegQuality(20, 60, value_range=(0, 1), seed=1, **kw),
-                          IMAGE, {"single": True}),
+                          IMAGE, {"single": True, "cells": 1}),
     "RandomLensDistortion": (lambda **kw: kt.layers.RandomLensDistortion(0.3, value_range=(0, 1), seed=1, **kw),
-                             IMAGE, {"single": True}),
-    "RandomShear": (lambda **kw: kt.layers.RandomShear(0.2, 0.2, seed=1, **kw), IMAGE, {"single": True}),
+                             IMAGE, {"single": True, "cells": 1}),
+    "RandomShear": (lambda **kw: kt.layers.RandomShear(0.2, 0.2, seed=1, **kw), IMAGE, {"single": True, "cells": 1}),
     "SaltAndPepperNoise": (lambda **kw: kt.layers.SaltAndPepperNoise(0.1, value_range=(0, 1), seed=1, **kw),
-                           IMAGE, {"single": True}),
+                           IMAGE, {"single": True, "cells": 1}),
     "Standardize": (_adapted_standardize, IMAGE, {}),
-    "StochasticDepth": (lambda **kw: kt.layers.StochasticDepth(0.3, seed=1, **kw), (5,), {}),
+    "StochasticDepth": (lambda **kw: kt.layers.StochasticDepth(0.3, seed=1, **kw), (5,), {"cells": 1}),
     "TrainingOnly": (lambda **kw: kt.layers.TrainingOnly(keras.layers.RandomFlip(seed=1), **kw), IMAGE,
-                     {"single": True}),
+                     {"single": True, "cells": 1}),
     "WeightNoise": (lambda **kw: kt.layers.WeightNoise(keras.layers.Dense(4), stddev=0.1, seed=1, **kw), (5,), {}),
     "WeightNormalization": (lambda **kw: kt.layers.WeightNormalization(
         keras.layers.Conv2D(3, 3, activation="relu"), **kw), IMAGE, {}),
