@@ -165,7 +165,7 @@ def test_frozen_kernel_wrappers_reload_clone_preflight_and_fine_tune(split, tmp_
     x, y = split["new"][0][:64], split["new"][1][:64]
     base = wrapped_base()
     base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    base.fit(*split["old"], batch_size=64, epochs=1, verbose=0)
+    base.fit(split["old"][0][:128], split["old"][1][:128], batch_size=64, epochs=1, verbose=0)
     extractor = kt.models.transfer.feature_extractor(base)  # freezes the shared layers
     assert not base.get_layer("wn").layer.trainable
     model = kt.models.transfer.fine_tune(base, 5, learning_rate=1e-2)
