@@ -276,8 +276,11 @@ def test_config_keras_file_and_student_export(digits, tmp_path):
         rtol=1e-5,
     )
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        path = kt.export.saved_model(distiller.student, str(tmp_path / "student"))
+        # The student outputs logits; what is served are its probabilities
+        # (export takes a model of probabilities: a softmax on top).
+        served_student = keras.Model(student.inputs, keras.layers.Softmax()(student.outputs[0]))
+        path = kt.export.saved_model(served_student, str(tmp_path / "student"))
         served = kt.export.load(path)  # the serving_default signature; keeps the loaded object alive
-        np.testing.assert_allclose(served(x), logits_of(student, x), atol=1e-5)
+        expected = np_softmax(logits_of(distiller.student, x))
+        np.testing.assert_allclose(served(x), expected, atol=1e-5)
+        np.testing.assert_array_equal(served.predict(x)["top_k_indices"][:, 0], expected.argmax(axis=1))
