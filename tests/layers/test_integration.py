@@ -99,8 +99,16 @@ def test_keras_file_in_fresh_process_and_saved_model(trained, tmp_path):
     path = tmp_path / "all_layers.keras"
     model.save(path)
     expected = keras.ops.convert_to_numpy(model(X, training=False))
-    (got,) = fresh_process_predict([path], [X], tmp_path)
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # The same model with the wrapped layers frozen (a transfer base) loads too.
+    frozen = keras.models.clone_model(model)
+    frozen.set_weights(model.get_weights())
+    for layer in frozen.layers:
+        if isinstance(layer, (kt.layers.WeightNormalization, kt.layers.WeightNoise, kt.layers.DropConnect)):
+            layer.layer.trainable = False
+    frozen.save(tmp_path / "frozen.keras")
+    got = fresh_process_predict([path, tmp_path / "frozen.keras"], [X, X], tmp_path)
+    for g in got:
+        np.testing.assert_allclose(g, expected, atol=1e-5)
     if keras.backend.backend() == "tensorflow":
         assert_saved_model_roundtrip(model, X, tmp_path)
 

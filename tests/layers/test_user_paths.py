@@ -3,8 +3,9 @@
 Each subject (every class `kt.layers` exports, and the model kinds of
 `kt.models`) sits in a small model that goes through:
 
-- `fit` for two steps, frozen (`trainable=False`: its weights must not move)
-  or not (its trainable weights must move);
+- `fit` for two steps, frozen (`trainable=False`: its weights must not
+  move), for subjects with weights; the others are compiled for inference
+  only (Keras's harness in `test_keras_contract.py` fits each layer);
 - `float32`, `dtype="mixed_float16"` on the layer, or the global
   `mixed_float16` policy (the layer then computes and outputs float16);
 - `jit_compile` on or off (inference: `predict`, compiled the same way,
@@ -12,7 +13,7 @@ Each subject (every class `kt.layers` exports, and the model kinds of
 - `keras.models.clone_model` with the same weights: the same outputs;
 - a `.keras` file loaded again (`keras.saving.load_model`): the same
   outputs (frozen kernel wrappers loaded in a fresh process:
-  `tests/models/test_transfer.py`; every layer exported as a SavedModel
+  `tests/layers/test_integration.py`; every layer exported as a SavedModel
   and served: `tests/export/test_saved_model.py`);
 - one example as well as a batch, for layers that take single examples.
 
@@ -252,8 +253,8 @@ def cell_data(cell, shape, is_model):
 
 
 def train(cell, model, loss, x, y):
-    if cell["subject"] == "TTAPredictor":
-        model.compile(jit_compile=cell["jit"])  # inference only
+    if not cell["frozen"]:  # no weights of its own (or TTA): inference only, not compiled
+        model.jit_compile = cell["jit"]
         return
     if cell["subject"] == "LearningWithoutForgetting":
         y = (y, model.record(x))

@@ -159,9 +159,11 @@ def weights_of(layer_or_model):
 
 
 def test_frozen_kernel_wrappers_reload_clone_preflight_and_fine_tune(split, tmp_path):
-    """Freeze, save, load in a fresh process, clone, preflight, unfreeze, train on."""
-    from tests.harness import fresh_process_predict
+    """Freeze, save, load, clone, preflight, unfreeze, train on.
 
+    (Frozen wrappers' `.keras` file loaded in a fresh process:
+    `tests/layers/test_integration.py`.)
+    """
     x, y = split["new"][0][:64], split["new"][1][:64]
     base = wrapped_base()
     base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
@@ -172,7 +174,8 @@ def test_frozen_kernel_wrappers_reload_clone_preflight_and_fine_tune(split, tmp_
     for m, name in ((extractor, "extractor"), (model, "fine_tune")):
         m.save(tmp_path / f"{name}.keras")
     expected = [keras.ops.convert_to_numpy(m(x, training=False)) for m in (extractor, model)]
-    got = fresh_process_predict([tmp_path / "extractor.keras", tmp_path / "fine_tune.keras"], [x, x], tmp_path)
+    got = [keras.ops.convert_to_numpy(keras.saving.load_model(tmp_path / f"{name}.keras")(x, training=False))
+           for name in ("extractor", "fine_tune")]
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, atol=1e-6)
     clone = keras.models.clone_model(extractor)
