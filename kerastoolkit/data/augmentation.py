@@ -1,7 +1,9 @@
 """`kt.data.augmentation`: named augmentation policies as `keras.Sequential` models.
 
-A policy is a `keras.Sequential` of augmentation layers (Keras core's, and
-`kt.layers`' for what core lacks). It works in both places:
+A policy is a `kt.layers.AugmentationPolicy`, a `keras.Sequential` of
+augmentation layers (Keras core's, and `kt.layers`' for what core lacks) that
+takes one image `(height, width, channels)` as well as a batch. It works in
+both places:
 
 - in a `tf.data` pipeline on the CPU, before or after batching:
   `dataset.map(lambda x, y: (augment(x, training=True), y))`;
@@ -127,7 +129,8 @@ def augmentation(
             `magnitude` (0-10), `num_ops` for `"randaugment"`.
 
     Returns:
-        An unbuilt `keras.Sequential` of augmentation layers.
+        An unbuilt `kt.layers.AugmentationPolicy` (a `keras.Sequential` of
+        the augmentation layers that takes one image or a batch).
 
     Raises:
         ValueError: for an unknown policy (the closest names are suggested),
@@ -224,7 +227,7 @@ def augmentation(
     else:  # autoaugment
         layers.append(kt_layers.AutoAugment(value_range=(low, high), seed=next_seed()))
     safe = re.sub(r"[^0-9a-zA-Z_]", "_", str(policy))
-    return keras.Sequential(layers, name=name or f"augmentation_{safe}")
+    return kt_layers.AugmentationPolicy(layers, name=name or f"augmentation_{safe}")
 
 
 def augmentation_for(dataset_name, policy, *, raw=False, seed=None, **overrides):

@@ -15,11 +15,13 @@ def kernel_layers(model):
     A layer counts when it has a `kernel` variable and an `activation`
     (Dense, EinsumDense, Conv1D/2D/3D and their transposes); wrappers
     (`keras.layers.Wrapper`, e.g. `kt.layers.WeightNormalization`) are left
-    alone, since rescaling a normalized kernel changes nothing.
+    alone, since rescaling a normalized kernel changes nothing, and so are
+    frozen layers (`trainable=False`, e.g. a pre-trained base), whose
+    weights are not to change.
     """
     found = []
     for layer in getattr(model, "layers", []):
-        if isinstance(layer, keras.layers.Wrapper):
+        if isinstance(layer, keras.layers.Wrapper) or not layer.trainable:
             continue
         if hasattr(layer, "layers") and not hasattr(layer, "kernel"):
             found += kernel_layers(layer)
@@ -70,7 +72,8 @@ def lsuv(model, x_batch, tol=0.1, max_iter=10, seed=None):
        were made, the kernel is divided by `√v` and `v` measured again.
 
     Earlier layers are final when a layer is processed, so each layer sees
-    the unit-variance inputs its predecessors now give.
+    the unit-variance inputs its predecessors now give. Frozen layers
+    (`trainable=False`) keep their weights.
 
     Args:
         model: A built Keras model (Sequential, functional or subclassed

@@ -53,7 +53,7 @@ def _zero_in(model, zeroed):
             continue
         deepest = max(depth_of(p) for p in candidates)
         for bn in candidates:
-            if depth_of(bn) == deepest and bn.name not in zeroed:
+            if depth_of(bn) == deepest and bn.trainable and bn.name not in zeroed:
                 bn.gamma.assign(keras.ops.zeros(bn.gamma.shape, bn.gamma.dtype))
                 zeroed.append(bn.name)
 
@@ -71,7 +71,8 @@ def zero_init_residual_gamma(model):
     `Add` *directly*, the one deepest in the graph (most layers from the
     model's inputs) is the end of the residual branch and is zeroed; a
     shallower one is a projection shortcut's BN (conv 1×1 + BN) and keeps
-    its γ. BNs at equal depth are all zeroed. A BN followed by anything
+    its γ. BNs at equal depth are all zeroed; a frozen one
+    (`trainable=False`, in a pre-trained base) keeps its γ. A BN followed by anything
     (an activation, dropout) before the `Add` is not detected, nor is a
     residual sum written as `x + y` in a subclassed model's `call`.
 

@@ -465,7 +465,9 @@ class TrainingOnly(keras.layers.Layer):
     `training`), augment too. Verified on Keras 3.15: an exported model with
     `keras.layers.RandomRotation` inside rotates the images it serves.
     Wrapping the augmentation in `TrainingOnly` makes it active in `fit`
-    only, so the exported model is deterministic.
+    only, so the exported model is deterministic. Its output has the
+    layer's compute dtype on both paths (floats, like Keras's augmentation
+    layers, also for `uint8` inputs).
 
     Args:
         layer: the augmentation layer or `keras.Sequential` to wrap.
@@ -490,15 +492,18 @@ class TrainingOnly(keras.layers.Layer):
             self.layer.build(input_shape)
 
     def call(self, inputs, training=False):
+        # One dtype on both paths, as Keras's augmentation layers give: the
+        # compute dtype (raw uint8 images come out as floats either way).
         if training:
-            return self.layer(inputs, training=True)
-        return inputs
+            return keras.ops.cast(self.layer(inputs, training=True), self.compute_dtype)
+        return keras.ops.cast(inputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
     def compute_output_spec(self, inputs, training=False):
-        return self.layer.compute_output_spec(inputs, training=True)
+        spec = self.layer.compute_output_spec(inputs, training=True)
+        return keras.KerasTensor(spec.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -536,3 +541,63 @@ class RandomShear(keras.layers.RandomShear):
             if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == -value[1]:
                 config[key] = float(value[1])
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerastoolkit")
+class AugmentationPolicy(keras.Sequential):
+    """A `keras.Sequential` of augmentation layers that takes one image or a batch.
+
+    A plain `keras.Sequential` fixes its input rank on its first call: built
+    on one image (a `tf.data` map before `.batch()`) it rejects batches, and
+    built on batches it rejects one image. This one is built for batches
+    `(batch, height, width, channels)` whatever it first sees, and runs one
+    image `(height, width, channels)` as a batch of one, so the same policy
+    object serves a `dataset.map(...)` before or after batching and a model
+    (where it is active in `fit` only when wrapped in `TrainingOnly`).
+    A policy without layers (every setting off) is the identity. Everything
+    else is `keras.Sequential`'s. `kt.data.augmentation` returns its
+    policies as this class.
+
+    Args:
+        layers: the augmentation layers, in order. Defaults to `None`.
+        trainable: as `keras.Sequential`. Defaults to `True`.
+        name: the model name. Defaults to `None`.
+
+    Example:
+    >>> policy = kt.layers.AugmentationPolicy([keras.layers.RandomFlip(seed=0)])
+    >>> policy(image).shape == image.shape and policy(images).shape == images.shape
+    """
+
+    def build(self, input_shape=None):
+        if not self.layers:  # an empty policy (every setting off) is the identity
+            self.built = True
+            return
+        if isinstance(input_shape, (tuple, list)) and len(input_shape) == 3:
+            input_shape = (None,) + tuple(input_shape)
+        elif isinstance(input_shape, (tuple, list)) and len(input_shape) == 4:
+            input_shape = (None,) + tuple(input_shape[1:])
+        super().build(input_shape)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if not self.layers:
+            return inputs
+        if len(inputs.shape) == 3:
+            outputs = super().call(keras.ops.expand_dims(inputs, 0), training=training, mask=mask, **kwargs)
+            return keras.ops.squeeze(outputs, 0)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def compute_output_spec(self, inputs, training=None, mask=None, **kwargs):
+        if not self.layers:
+            return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+        if len(inputs.shape) == 3:
+            batched = keras.KerasTensor((None,) + tuple(inputs.shape), dtype=inputs.dtype)
+            spec = super().compute_output_spec(batched, training=training, mask=mask, **kwargs)
+            return keras.KerasTensor(tuple(spec.shape[1:]), dtype=spec.dtype)
+        return super().compute_output_spec(inputs, training=training, mask=mask, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        if not self.layers:
+            return tuple(input_shape)
+        if len(input_shape) == 3:
+            return tuple(super().compute_output_shape((None,) + tuple(input_shape))[1:])
+        return super().compute_output_shape(input_shape)

@@ -87,7 +87,9 @@ class AutoAugment(keras.layers.Layer):
     The paper learned this policy on ImageNet: its Invert and Solarize
     operations change what grayscale clothes or digits look like a lot, so
     check its accuracy on your data (`benchmarks/augmentation.py` does).
-    Identity at inference.
+    Identity at inference. Takes a batch `(batch, height, width, channels)`
+    or one image `(height, width, channels)` (a `tf.data` map before
+    `.batch()`).
 
     Args:
         value_range: `(low, high)` of the images. Defaults to `(0, 255)`.
@@ -123,6 +125,9 @@ class AutoAugment(keras.layers.Layer):
             self._sub_policies.append(tuple(sub_policy))
 
     def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) == 3:  # one image: the operations see a batch of one
+            input_shape = (None,) + input_shape
         for layer in self.operations:
             layer.build(input_shape)
 
@@ -130,6 +135,16 @@ class AutoAugment(keras.layers.Layer):
         images = keras.ops.cast(inputs, self.compute_dtype)
         if not training:
             return images
+        if len(images.shape) == 3:  # one image (a tf.data map before batching)
+            return keras.ops.squeeze(self._augment(keras.ops.expand_dims(images, 0)), 0)
+        if len(images.shape) != 4:
+            raise ValueError(
+                "AutoAugment takes images (batch, height, width, channels) or "
+                f"(height, width, channels). Received: inputs.shape={tuple(inputs.shape)}"
+            )
+        return self._augment(images)
+
+    def _augment(self, images):
         batch = keras.ops.shape(images)[0]
         index = keras.random.randint((), 0, len(self._sub_policies), seed=self.seed_generator)
         draws = keras.random.uniform((2, batch, 1, 1, 1), seed=self.seed_generator)

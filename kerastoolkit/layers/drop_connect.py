@@ -61,14 +61,14 @@ class DropConnect(KernelWrapper):
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:
-            return self.layer(inputs)
-        kernel = ops.convert_to_tensor(self.layer.kernel)
+            return self.call_unchanged(inputs, training)
+        kernel = ops.convert_to_tensor(self.kernel_owner.kernel)
         keep = keras.random.uniform(
             ops.shape(kernel), dtype="float32", seed=self.seed_generator
         ) >= self.rate
         scale = 1.0 / (1.0 - self.rate)
         kernel = ops.where(keep, kernel * ops.cast(scale, kernel.dtype), ops.zeros_like(kernel))
-        return self.call_with_kernel(inputs, kernel)
+        return self.call_with_kernel(inputs, kernel, training=training)
 
     def get_config(self):
         config = super().get_config()

@@ -62,13 +62,13 @@ class WeightNoise(KernelWrapper):
 
     def call(self, inputs, training=None):
         if not training or self.stddev == 0.0:
-            return self.layer(inputs)
-        kernel = ops.convert_to_tensor(self.layer.kernel)
+            return self.call_unchanged(inputs, training)
+        kernel = ops.convert_to_tensor(self.kernel_owner.kernel)
         noise = keras.random.normal(
             ops.shape(kernel), stddev=self.stddev, dtype=kernel.dtype,
             seed=self.seed_generator,
         )
-        return self.call_with_kernel(inputs, kernel + noise)
+        return self.call_with_kernel(inputs, kernel + noise, training=training)
 
     def get_config(self):
         config = super().get_config()

@@ -10,12 +10,13 @@ _TRANSPOSED = (
     keras.layers.Conv2DTranspose,
     keras.layers.Conv3DTranspose,
 )
+_RECURRENT = (keras.layers.SimpleRNN, keras.layers.GRU, keras.layers.LSTM)
 _SUPPORTED = (
     keras.layers.Dense,
     keras.layers.Conv1D,
     keras.layers.Conv2D,
     keras.layers.Conv3D,
-) + _TRANSPOSED
+) + _TRANSPOSED + _RECURRENT
 
 
 def _in_multi_replica_step():
@@ -47,7 +48,7 @@ def _is_tracer(x):
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
 class WeightNormalization(KernelWrapper):
-    """Reparameterizes a Dense or Conv kernel as a direction times a length.
+    """Reparameterizes a Dense, Conv or recurrent kernel as a direction times a length.
 
     Every output unit `j` of the wrapped layer gets the weight vector
 
@@ -62,14 +63,26 @@ class WeightNormalization(KernelWrapper):
     except the output one (the last; the second to last for transposed
     convolutions). Bias and activation are the wrapped layer's.
 
+    Recurrent layers (`SimpleRNN`, `GRU`, `LSTM`) get the same
+    reparameterization of both their input kernel (`g`) and their recurrent
+    kernel (`recurrent_g`), one length per column (per gate unit). `Conv1D`
+    (causal or dilated, as in temporal convolutional networks) is a
+    convolution like the others.
+
     With `data_init=True` (the paper's data-dependent initialisation) the
     first call with `training=True` computes the pre-activations
     `t = v·x/‖v‖` on that batch, with per-unit mean `μ` and standard
     deviation `σ` (over the batch and spatial positions), and sets
     `g ← 1/σ` and `bias ← −μ/σ`, so the pre-activations of that first batch
-    have zero mean and unit variance. A non-trainable flag `initialized`
+    have zero mean and unit variance. The init happens before the step: the
+    same call then computes the normal forward pass from the assigned `g`
+    and bias, so the first training step differentiates it with respect to
+    `v`, `g` and `b` as the paper does. A non-trainable flag `initialized`
     (saved with the layer) makes it happen once. Without a bias
-    (`use_bias=False`) only `g` is set. Where it runs:
+    (`use_bias=False`) only `g` is set. A frozen layer (the wrapper or the
+    wrapped layer `trainable=False`) is not initialised: its weights stay as
+    they are. The paper defines the init for feed-forward layers only, so
+    recurrent layers need `data_init=False`. Where it runs:
     - TensorFlow: inside `fit` (graph, XLA) or eagerly, on the first
       training batch. Under a multi-replica `tf.distribute` strategy a
       replica cannot write a mirrored weight during the step, so call
@@ -82,17 +95,22 @@ class WeightNormalization(KernelWrapper):
       uninitialised layer leaves `g` and the bias as they are (the layer
       then starts from the plain `g = ‖v‖` initialisation).
 
+    For serving, `remove()` gives the plain wrapped layer with the kernel
+    `g·v/‖v‖` folded in, and `kt.layers.remove_weight_normalization(model)`
+    does it for every wrapper of a model.
+
     Args:
-        layer: A built or unbuilt `keras.layers.Dense`, `Conv1D/2D/3D` or
-            `Conv1D/2D/3DTranspose` layer.
+        layer: A built or unbuilt `keras.layers.Dense`, `Conv1D/2D/3D`,
+            `Conv1D/2D/3DTranspose`, `SimpleRNN`, `GRU` or `LSTM` layer.
         data_init: Whether to run the data-dependent initialisation on the
-            first training batch. Defaults to `True`.
+            first training batch (`False` is required for recurrent
+            layers). Defaults to `True`.
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Raises:
         TypeError: if `layer` is not a Keras layer, or `data_init` not a bool.
         ValueError: if `layer` has no `kernel` or is not one of the
-            supported classes.
+            supported classes, or `data_init=True` with a recurrent layer.
 
     Example:
 
@@ -106,6 +124,7 @@ class WeightNormalization(KernelWrapper):
         keras.layers.Flatten(),
         kt.layers.WeightNormalization(keras.layers.Dense(10)),
     ])
+    serving = kt.layers.remove_weight_normalization(model)  # plain Conv2D, Dense
     ```
 
     References:
@@ -123,40 +142,57 @@ class WeightNormalization(KernelWrapper):
         if not isinstance(layer, _SUPPORTED):
             raise ValueError(
                 "WeightNormalization needs a layer with a `kernel` whose "
-                "output-unit axis it knows: Dense, Conv1D/2D/3D or "
-                f"Conv1D/2D/3DTranspose. {type(layer).__name__} is not one of "
-                f"them. Received: layer={layer.name!r}"
+                "output-unit axis it knows: Dense, Conv1D/2D/3D, "
+                "Conv1D/2D/3DTranspose, SimpleRNN, GRU or LSTM. "
+                f"{type(layer).__name__} is not one of them. Received: "
+                f"layer={layer.name!r}"
+            )
+        if data_init and isinstance(layer, _RECURRENT):
+            raise ValueError(
+                "WeightNormalization's data-dependent init is defined for "
+                "feed-forward layers (Salimans & Kingma, section 3); pass "
+                f"data_init=False for the recurrent layer {layer.name!r}. "
+                f"Received: data_init={data_init}"
             )
         self.data_init = data_init
         self._initialized_eagerly = False
 
+    @property
+    def recurrent(self):
+        """Whether the wrapped layer is recurrent (its recurrent kernel is normalized too)."""
+        return isinstance(self.layer, _RECURRENT)
+
     def _output_axis(self):
         return -2 if isinstance(self.layer, _TRANSPOSED) else -1
 
-    def _reduce_axes(self):
-        ndim = len(self.layer.kernel.shape)
+    def _reduce_axes(self, kernel):
+        ndim = len(kernel.shape)
         out = self._output_axis() % ndim
         return [i for i in range(ndim) if i != out]
 
-    def _unit_shape(self):
-        shape = [1] * len(self.layer.kernel.shape)
+    def _unit_shape(self, kernel):
+        shape = [1] * len(kernel.shape)
         shape[self._output_axis()] = -1
         return shape
 
-    def build(self, input_shape=None):
-        super().build(input_shape)
-        kernel = self.layer.kernel
-        axes = self._reduce_axes()
-        units = kernel.shape[self._output_axis()]
+    def _add_length(self, name, kernel):
+        axes = self._reduce_axes(kernel)
 
         def norm_of_kernel(shape, dtype=None):
             value = ops.cast(kernel.value, "float32")
             return ops.cast(ops.sqrt(ops.sum(ops.square(value), axis=axes)), dtype)
 
-        self.g = self.add_weight(
-            name="g", shape=(units,), initializer=norm_of_kernel,
-            trainable=True, autocast=False,
+        return self.add_weight(
+            name=name, shape=(kernel.shape[self._output_axis()],),
+            initializer=norm_of_kernel, trainable=True, autocast=False,
         )
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        owner = self.kernel_owner
+        self.g = self._add_length("g", owner.kernel)
+        if self.recurrent:
+            self.recurrent_g = self._add_length("recurrent_g", owner.recurrent_kernel)
         self.initialized = self.add_weight(
             name="initialized", shape=(), initializer="zeros",
             trainable=False, autocast=False,
@@ -164,21 +200,21 @@ class WeightNormalization(KernelWrapper):
         self.built = True
 
     def _direction(self):
-        v = ops.cast(self.layer.kernel, "float32")
-        norm = ops.sqrt(ops.sum(ops.square(v), axis=self._reduce_axes(), keepdims=True))
+        v = ops.cast(self.kernel_owner.kernel, "float32")
+        norm = ops.sqrt(ops.sum(ops.square(v), axis=self._reduce_axes(v), keepdims=True))
         return v / ops.maximum(norm, 1e-12)
 
-    def _kernel(self, g):
+    def _kernel(self, g, kernel=None):
         """`g·v/‖v‖` with one full-size multiply (the rest is per unit)."""
-        v = ops.cast(self.layer.kernel, "float32")
-        squared_norm = ops.sum(ops.square(v), axis=self._reduce_axes(), keepdims=True)
-        g = ops.reshape(ops.cast(g, "float32"), self._unit_shape())
+        v = ops.cast(self.kernel_owner.kernel if kernel is None else kernel, "float32")
+        squared_norm = ops.sum(ops.square(v), axis=self._reduce_axes(v), keepdims=True)
+        g = ops.reshape(ops.cast(g, "float32"), self._unit_shape(v))
         return v * (g * ops.rsqrt(ops.maximum(squared_norm, 1e-24)))
 
     def _pre_activation_moments(self, inputs, direction):
         """Mean and variance per unit of `v·x/‖v‖` (no bias, no activation)."""
         replacements = {}
-        if self.layer.bias is not None:
+        if self.layer.bias is not None:  # Dense and Conv only (no recurrent init)
             replacements["bias"] = ops.zeros(self.layer.bias.shape, "float32")
         activation = self.layer.activation
         self.layer.activation = keras.activations.linear
@@ -193,67 +229,141 @@ class WeightNormalization(KernelWrapper):
         return ops.moments(t, axes=axes)
 
     def _initialise(self, inputs, direction):
-        """The paper's init; returns the new `(g, bias)` and writes them."""
+        """The paper's init: writes `g`, the bias and the flag; returns 1."""
         mean, variance = self._pre_activation_moments(inputs, direction)
         inv_std = ops.rsqrt(variance + 1e-6)
-        g = ops.cast(inv_std, self.g.dtype)
-        self.g.assign(g)
-        bias = None
+        self.g.assign(ops.cast(inv_std, self.g.dtype))
         if self.layer.bias is not None:
-            bias = ops.cast(-mean * inv_std, self.layer.bias.dtype)
-            self.layer.bias.assign(bias)
+            self.layer.bias.assign(ops.cast(-mean * inv_std, self.layer.bias.dtype))
         self.initialized.assign(ops.ones((), self.initialized.dtype))
         if _running_eagerly(inputs):
             # Known done: later traced steps (fit) need no conditional.
             self._initialized_eagerly = True
-        return g, bias
+        return ops.ones((), "float32")
 
-    def _current(self):
-        bias = self.layer.bias
-        if bias is not None:  # float32 even where autocast reads it as float16
-            bias = ops.cast(bias, bias.dtype)
-        return ops.convert_to_tensor(self.g), bias
+    def _data_init(self, inputs):
+        """Runs the init if the flag says it has not run (where it can)."""
+        direction = self._direction()
+        if keras.backend.backend() == "jax":
+            if not _is_tracer(inputs) and not bool(ops.convert_to_numpy(self.initialized)):
+                self._initialise(inputs, direction)
+        elif _in_multi_replica_step():
+            import tensorflow as tf
+
+            tf.debugging.assert_equal(
+                self.initialized.value, 1.0,
+                message=(
+                    f"{self.name}: WeightNormalization(data_init=True) "
+                    "cannot initialise inside a multi-replica step; call "
+                    "model(x_batch, training=True) once inside "
+                    "strategy.scope() before fit, or pass data_init=False."
+                ),
+            )
+        else:
+            ops.cond(
+                self.initialized > 0.5,
+                lambda: ops.zeros((), "float32"),
+                lambda: self._initialise(inputs, direction),
+            )
+
+    def _needs_init(self, training):
+        return (
+            bool(training) and self.data_init and self.trainable
+            and self.layer.trainable and not self._initialized_eagerly
+        )
 
     def call(self, inputs, training=None):
-        g, bias = self._current()
-        if training and self.data_init and not self._initialized_eagerly:
-            direction = self._direction()
-            if keras.backend.backend() == "jax":
-                if not _is_tracer(inputs) and not bool(ops.convert_to_numpy(self.initialized)):
-                    g, bias = self._initialise(inputs, direction)
-            elif _in_multi_replica_step():
-                import tensorflow as tf
+        if self._needs_init(training):
+            self._data_init(inputs)
+        # `g` and the bias are read after the init's assignments (TensorFlow
+        # orders them), so the gradient reaches the variables themselves.
+        replacements = {}
+        if self.recurrent:
+            replacements["recurrent_kernel"] = self._kernel(
+                self.recurrent_g, self.kernel_owner.recurrent_kernel
+            )
+        return self.call_with_kernel(
+            inputs, self._kernel(self.g), training=training, **replacements
+        )
 
-                done = tf.debugging.assert_equal(
-                    self.initialized.value, 1.0,
-                    message=(
-                        f"{self.name}: WeightNormalization(data_init=True) "
-                        "cannot initialise inside a multi-replica step; call "
-                        "model(x_batch, training=True) once inside "
-                        "strategy.scope() before fit, or pass data_init=False."
-                    ),
-                )
-                with tf.control_dependencies([done]):
-                    g = tf.identity(g)
-            else:
-                if bias is None:
-                    g = ops.cond(
-                        self.initialized > 0.5,
-                        lambda: g,
-                        lambda: self._initialise(inputs, direction)[0],
-                    )
-                else:
-                    g, bias = ops.cond(
-                        self.initialized > 0.5,
-                        lambda: (g, bias),
-                        lambda: self._initialise(inputs, direction),
-                    )
-        kernel = self._kernel(g)
-        if bias is None:
-            return self.call_with_kernel(inputs, kernel)
-        return self.call_with_kernel(inputs, kernel, bias=bias)
+    def remove(self):
+        """The wrapped layer alone, with the kernel `g·v/‖v‖` folded in.
+
+        Returns a new layer of the wrapped layer's class and config whose
+        weights are the wrapped layer's, except the kernel (and the
+        recurrent kernel of a recurrent layer), set to `g·v/‖v‖`. It computes
+        what the wrapper computes at inference, without the
+        reparameterization: the layer to serve. The wrapper is unchanged.
+
+        Returns:
+            A built layer of the wrapped layer's class.
+
+        Raises:
+            ValueError: if the wrapper is not built.
+        """
+        if not self.built:
+            raise ValueError(
+                "WeightNormalization.remove() needs a built wrapper (call it on "
+                f"data or build it first). Received: layer={self.name!r}"
+            )
+        owner = self.kernel_owner
+        folded = {id(owner.kernel): self._kernel(self.g)}
+        if self.recurrent:
+            folded[id(owner.recurrent_kernel)] = self._kernel(
+                self.recurrent_g, owner.recurrent_kernel
+            )
+        plain = type(self.layer).from_config(self.layer.get_config())
+        plain.build_from_config(self.layer.get_build_config())
+        plain.set_weights([
+            ops.convert_to_numpy(folded.get(id(w), w)) for w in self.layer.weights
+        ])
+        return plain
 
     def get_config(self):
         config = super().get_config()
         config["data_init"] = self.data_init
         return config
+
+
+def remove_weight_normalization(model):
+    """A copy of `model` with every `WeightNormalization` folded into its layer.
+
+    Each wrapper is replaced by `wrapper.remove()`: the plain Dense, Conv or
+    recurrent layer with the kernel `g·v/‖v‖`. The other layers are copies
+    with the same weights (nested Sequential and functional models
+    included), so the returned model gives `model`'s outputs at inference,
+    has nothing of the toolkit left in its weight normalization layers, and
+    shares no variable with `model`.
+
+    Args:
+        model: A functional or Sequential `keras.Model`.
+
+    Returns:
+        A new `keras.Model` (uncompiled).
+
+    Raises:
+        TypeError: if `model` is not a functional or Sequential model.
+
+    Example:
+
+    ```python
+    serving = kt.layers.remove_weight_normalization(trained)
+    serving.export("savedmodels/plain")
+    ```
+    """
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
+        raise TypeError(
+            "Argument `model` must be a functional or Sequential keras.Model. "
+            f"Received: model={model!r}"
+        )
+
+    def plain_copy(layer):
+        if isinstance(layer, WeightNormalization):
+            return layer.remove()
+        copy = type(layer).from_config(layer.get_config())
+        if layer.weights:
+            copy.build_from_config(layer.get_build_config())
+            copy.set_weights(layer.get_weights())
+        return copy
+
+    return keras.models.clone_model(model, clone_function=plain_copy, recursive=True)

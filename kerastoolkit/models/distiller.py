@@ -36,14 +36,26 @@ def _log_softened(outputs, kind, temperature):
 
 
 def _members(teacher):
-    """(models, kind-or-None) of an ensemble teacher, or None for a single model."""
+    """(models, kind-or-None, weights) of an ensemble teacher, or None for a single model.
+
+    `weights` are the `Ensemble`'s normalized member weights (equal for a
+    list of models).
+    """
     from kerastoolkit.models.ensemble import Ensemble
 
     if isinstance(teacher, Ensemble):
-        return list(teacher.members), ("logits" if teacher.from_logits else "probabilities")
+        members = list(teacher.members)
+        kind = "logits" if teacher.from_logits else "probabilities"
+        return members, kind, _normalized(teacher.member_weights, len(members))
     if isinstance(teacher, (list, tuple)):
-        return list(teacher), None
+        return list(teacher), None, _normalized(None, len(teacher))
     return None
+
+
+def _normalized(weights, count):
+    weights = [1.0] * count if weights is None else [float(w) for w in weights]
+    total = sum(weights)
+    return [w / total for w in weights] if total > 0 else weights
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
@@ -135,7 +147,9 @@ class Distiller(keras.Model):
     - a `keras.Model` (frozen: `trainable=False`, called with
       `training=False`; its weights are bit-identical after `fit`);
     - a `kt.models.Ensemble` or a list of models: `softmax(t/T)` is replaced
-      by the average of the members' softened distributions;
+      by the average of the members' softened distributions, weighted by
+      the `Ensemble`'s `weights` (`Σ_m w_m · softmax(t_m / T) / Σ_m w_m`, as
+      the ensemble itself averages; equal weights for a list);
     - `None`: the student learns from stored soft targets, fitting on
       `(x, (y, q))` with `q = kt.models.soft_targets(teacher, x, T)`
       (the teacher need not be in memory; a black-box teacher that only
@@ -262,14 +276,15 @@ class Distiller(keras.Model):
             )
         members = _members(self.teacher)
         if members is None:
-            models, kind = [self.teacher], self.teacher_outputs
+            models, kind, weights = [self.teacher], self.teacher_outputs, [1.0]
         else:
-            models, kind = members[0], members[1] or self.teacher_outputs
+            models, kind, weights = members[0], members[1] or self.teacher_outputs, members[2]
         total = None
-        for model in models:
+        for model, weight in zip(models, weights):
             q = ops.exp(_log_softened(model(x, training=False), kind, self.temperature))
+            q = ops.multiply(q, weight)
             total = q if total is None else total + q
-        return ops.stop_gradient(total / float(len(models)))
+        return ops.stop_gradient(total)
 
     # ------------------------------------------------------------- training
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs):
@@ -412,7 +427,8 @@ def soft_targets(teacher, data, temperature=4.0, teacher_outputs="logits", batch
 
     - a `keras.Model` whose outputs are `teacher_outputs`;
     - a `kt.models.Ensemble` or a list of models: the average of the
-      members' softened distributions `1/M · Σ_m softmax(t_m / T)`;
+      members' softened distributions `1/M · Σ_m softmax(t_m / T)`, or with
+      an `Ensemble`'s `weights` `Σ_m w_m · softmax(t_m / T) / Σ_m w_m`;
     - a **black box**: any other callable mapping a batch of inputs to
       class probabilities (a remote model that only answers predictions);
       `teacher_outputs="probabilities"` is then required, and
@@ -450,8 +466,9 @@ def soft_targets(teacher, data, temperature=4.0, teacher_outputs="logits", batch
     _check_outputs_kind("teacher_outputs", teacher_outputs)
     batch_size = _checks.check_int("batch_size", batch_size, 1)
     members = _members(teacher)
+    weights = [1.0]
     if members is not None:
-        models, kind = members[0], members[1] or teacher_outputs
+        models, kind, weights = members[0], members[1] or teacher_outputs, members[2]
         if not models:
             raise ValueError(f"Argument `teacher` is an empty list. Received: teacher={teacher!r}")
         for i, model in enumerate(models):
@@ -477,7 +494,7 @@ def soft_targets(teacher, data, temperature=4.0, teacher_outputs="logits", batch
 
     def soften(batch):
         total = None
-        for model in models:
+        for model, weight in zip(models, weights):
             if isinstance(model, keras.Model):
                 out = model(batch, training=False)
             else:
@@ -488,9 +505,9 @@ def soft_targets(teacher, data, temperature=4.0, teacher_outputs="logits", batch
                     "The teacher changed the batch size: it returned "
                     f"{out.shape[0]} rows for {len(batch)} inputs. Received: teacher={model!r}"
                 )
-            q = np.exp(ops.convert_to_numpy(_log_softened(out, kind, temperature)))
+            q = weight * np.exp(ops.convert_to_numpy(_log_softened(out, kind, temperature)))
             total = q if total is None else total + q
-        return total / float(len(models))
+        return total
 
     if hasattr(data, "as_numpy_iterator"):  # a tf.data.Dataset of batches
         parts = []

@@ -7,11 +7,34 @@ from keras import ops
 
 from kerastoolkit import _checks
 from kerastoolkit.models.distiller import (
-    DistillationLoss,
     _check_outputs_kind,
     _check_temperature,
+    _log_softened,
     soft_targets,
 )
+
+
+class _OldTaskLoss(keras.losses.Loss):
+    """Li & Hoiem's old-task term `H(y'_o, ŷ'_o) = −Σ_c y'_c · log ŷ'_c` per example.
+
+    `y_true` is the recorded softened distribution `y'_o`, `y_pred` the old
+    head's output, softened at `T` here (`ŷ'_o`); times `T²` when
+    `scale_by_temperature_squared`. Rebuilt from the model's arguments, so
+    not registered on its own.
+    """
+
+    def __init__(self, temperature, from_logits, scale_by_temperature_squared):
+        super().__init__(name="old_task_loss", reduction="sum_over_batch_size")
+        self.temperature = temperature
+        self.from_logits = from_logits
+        self.scale = temperature**2 if scale_by_temperature_squared else 1.0
+
+    def call(self, y_true, y_pred):
+        q = ops.stop_gradient(ops.clip(ops.cast(y_true, "float32"), 0.0, 1.0))
+        kind = "logits" if self.from_logits else "probabilities"
+        log_p = _log_softened(y_pred, kind, self.temperature)
+        cross_entropy = -ops.sum(q * log_p, axis=-1)
+        return ops.multiply(cross_entropy, self.scale)
 
 
 @keras.saving.register_keras_serializable(package="kerastoolkit")
@@ -24,12 +47,18 @@ class LearningWithoutForgetting(keras.Model):
     (`record(x_new)`: `Y_o = softmax(t_o / T)`); then all of it trains on
 
     ```
-    L = CE(y_n, ŷ_n) + λ_o · T² · KL(Y_o ‖ softmax(ŷ_o / T))
+    L = CE(y_n, ŷ_n) + λ_o · H(y'_o, ŷ'_o),   H(y', ŷ') = −Σ_c y'_c · log ŷ'_c
     ```
 
-    (the old-task term is `kt.models.DistillationLoss`, Hinton's loss, at
-    `T = 2` in the paper). `old_task_weight=0` is plain fine-tuning of the
-    shared layers on the new task, the baseline that forgets.
+    the paper's loss (its equation 2 and Algorithm 1): `y'_o` are the
+    recorded outputs softened at `T`, `ŷ'_o = softmax(ŷ_o / T)` the old
+    head's current outputs softened the same way (`T = 2` in the paper), and
+    no `T²` factor. `scale_by_temperature_squared=True` multiplies the
+    old-task term by `T²`, as Hinton et al.'s distillation loss
+    (`kt.models.DistillationLoss`) does to keep its gradient's size
+    independent of `T`; at `T = 2` that weighs the old task 4 times what
+    `λ_o` says. `old_task_weight=0` is plain fine-tuning of the shared
+    layers on the new task, the baseline that forgets.
 
     The model outputs `[old_task, new_task]` probabilities; fit on
     `(x_new, (y_new, recorded))`. `old_task_model` and `new_task_model`
@@ -45,11 +74,14 @@ class LearningWithoutForgetting(keras.Model):
             Defaults to `None`: the input of the old head (last layer).
         old_outputs: `"probabilities"` or `"logits"`, what the old head
             outputs. Defaults to `"probabilities"`.
+        scale_by_temperature_squared: multiply the old-task term by `T²`
+            (Hinton et al.'s scaling, not the paper's). Defaults to `False`.
         name: model name. Defaults to `"learning_without_forgetting"`.
 
     Raises:
         ValueError: for an unknown `feature_layer`, `temperature <= 0`, a
             negative `old_task_weight` or fewer than 2 classes.
+        TypeError: if `scale_by_temperature_squared` is not a bool.
 
     Example:
 
@@ -74,6 +106,7 @@ class LearningWithoutForgetting(keras.Model):
         old_task_weight=1.0,
         feature_layer=None,
         old_outputs="probabilities",
+        scale_by_temperature_squared=False,
         name="learning_without_forgetting",
         **kwargs,
     ):
@@ -90,6 +123,12 @@ class LearningWithoutForgetting(keras.Model):
         self.temperature = _check_temperature(temperature)
         self.old_task_weight = _checks.check_real("old_task_weight", old_task_weight, low=0.0)
         self.old_outputs = _check_outputs_kind("old_outputs", old_outputs)
+        if not isinstance(scale_by_temperature_squared, bool):
+            raise TypeError(
+                "Argument `scale_by_temperature_squared` must be a bool. "
+                f"Received: scale_by_temperature_squared={scale_by_temperature_squared!r}"
+            )
+        self.scale_by_temperature_squared = scale_by_temperature_squared
         if feature_layer is None:
             features = model.layers[-1].input
         else:
@@ -98,7 +137,9 @@ class LearningWithoutForgetting(keras.Model):
         self.old_model = model
         self.new_head = keras.layers.Dense(self.num_classes, activation="softmax", name="new_task")
         self.network = keras.Model(model.inputs, [model.output, self.new_head(features)])
-        self._old_loss = DistillationLoss(self.temperature, from_logits=self.old_outputs == "logits")
+        self._old_loss = _OldTaskLoss(
+            self.temperature, self.old_outputs == "logits", scale_by_temperature_squared
+        )
 
     def call(self, inputs, training=None):
         return self.network(inputs, training=training)
@@ -168,6 +209,7 @@ class LearningWithoutForgetting(keras.Model):
                 "old_task_weight": self.old_task_weight,
                 "feature_layer": self.feature_layer,
                 "old_outputs": self.old_outputs,
+                "scale_by_temperature_squared": self.scale_by_temperature_squared,
             }
         )
         return config

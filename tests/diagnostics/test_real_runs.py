@@ -179,9 +179,12 @@ def test_lr_finder_suggests_a_rate_below_the_analytic_stability_limit():
     assert finder.losses[i] < finder.losses[0]
 
 
-def _all_non_trainable(model):
-    return [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables
-            if not v.trainable]
+def _every_variable(model):
+    """Every variable a probe could touch: weights (trainable or not), seeds, optimizer state."""
+    variables = list(model.variables)
+    if model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    return {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in variables}
 
 
 def test_statistics_probe_and_locate_leave_every_variable_as_it_was():
@@ -191,13 +194,16 @@ def test_statistics_probe_and_locate_leave_every_variable_as_it_was():
         keras.Input((64,)), keras.layers.Dense(32), keras.layers.BatchNormalization(),
         keras.layers.Activation("relu"), keras.layers.Dropout(0.3), keras.layers.Dense(10),
     ]), keras.optimizers.Adam(1e-3))
-    before = _all_non_trainable(model)
+    model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # optimizer state to keep too
+    before = _every_variable(model)
     StatisticsRecorder(model, (x[:64] + 3.0, y[:64])).record(0)  # shifted: BN would move
     locate_non_finite(model, (x[:64] + 3.0, y[:64]))
-    after = _all_non_trainable(model)
-    assert len(before) == len(after) >= 2
-    for b, a in zip(before, after):
-        np.testing.assert_array_equal(a, b)
+    after = _every_variable(model)
+    assert set(after) == set(before)
+    kinds = {"kernel", "gamma", "moving_mean", "seed_generator_state", "iteration"}
+    assert kinds <= {path.rsplit("/", 1)[-1] for path in before}, sorted(before)
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
 
 
 def test_plots_keep_the_matplotlib_backend_and_have_integer_epoch_ticks(tmp_path, monkeypatch):

@@ -157,3 +157,44 @@ def test_zero_init_residual_gamma():
         keras.ops.convert_to_numpy(inner(x, training=False)), np.maximum(x, 0), atol=1e-6)
     with pytest.raises(TypeError, match="Received: model="):
         kt.initializers.zero_init_residual_gamma("resnet")
+
+
+# ------------------------------------------------------- frozen and mixed paths
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_lsuv_leaves_a_frozen_base_alone_and_runs_under_mixed_precision(policy):
+    """A pre-trained, frozen first layer keeps its weights; the layers after it
+    reach unit pre-activation variance on the frozen layer's real outputs."""
+    x = RS.rand(256, 12).astype("float32") * 3
+    bad = keras.initializers.RandomNormal(stddev=0.01, seed=0)
+    keras.config.set_dtype_policy(policy)
+    try:
+        base = keras.layers.Dense(10, activation="relu", name="pretrained")
+        model = keras.Sequential([
+            keras.Input((12,)), base,
+            keras.layers.Dense(8, activation="tanh", kernel_initializer=bad),
+            keras.layers.Dense(3, kernel_initializer=bad, dtype="float32")])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    base.trainable = False
+    frozen = [keras.ops.convert_to_numpy(w).copy() for w in base.weights]
+    report = kt.initializers.lsuv(model, x, tol=0.1, seed=0)
+    assert [r["layer"] for r in report] == [layer.name for layer in model.layers[1:]]
+    for before, after in zip(frozen, base.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(after), before)
+    pre = numpy_forward(model.layers, x)
+    for r, z in zip(report, pre[1:]):
+        assert r["converged"], report
+        assert abs(z.var() - 1.0) < (0.1 if policy == "float32" else 0.15), (r, z.var())
+
+
+def test_zero_init_residual_gamma_keeps_a_frozen_block():
+    model = resnet_like()
+    model.get_layer("nested").trainable = False  # a pre-trained block
+    assert kt.initializers.zero_init_residual_gamma(model) == ["a_bn2"]
+    inner = model.get_layer("nested")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(inner.get_layer("b_bn2").gamma), 1)
+    # A frozen end of branch never passes its zero to the projection's BN.
+    model = resnet_like()
+    model.get_layer("a_bn2").trainable = False
+    assert kt.initializers.zero_init_residual_gamma(model) == ["b_bn2"]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("a_proj_bn").gamma), 1)

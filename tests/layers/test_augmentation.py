@@ -211,11 +211,19 @@ def test_train_with_jit_compile_and_mixed_float16(images):
         keras.config.set_dtype_policy(policy)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=True)
     unit = images / 255.0
-    history = model.fit(unit, np.zeros((6, 2)), batch_size=3, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    np.testing.assert_allclose(
-        model.predict(unit, verbose=0), keras.ops.convert_to_numpy(model(unit, training=False)), atol=1e-2
-    )
+    dense = model.layers[-1]
+    before = [keras.ops.convert_to_numpy(w).copy() for w in dense.weights]
+    history = model.fit(unit, np.ones((6, 2)), batch_size=3, epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+    assert np.abs(kernel - before[0]).max() > 0
+    # Served: the augmentations are the identity, so the model is the Dense on
+    # the float16-rounded pixels (its float32 math), under XLA in predict.
+    flat = unit.astype("float16").astype("float64").reshape(len(unit), -1)
+    np.testing.assert_allclose(model.predict(unit, verbose=0), flat @ kernel + bias, atol=2e-3)
+    # In training the noise and the distortion change what the Dense sees.
+    trained = keras.ops.convert_to_numpy(model(unit, training=True))
+    assert np.abs(trained - (flat @ kernel + bias)).max() > 1e-2
 
 
 @requires_tensorflow
@@ -232,3 +240,76 @@ def test_random_layers_train_under_a_two_replica_mirrored_strategy(mirrored_stra
     np.testing.assert_allclose(
         model.predict(images, batch_size=6, verbose=0), keras.ops.convert_to_numpy(model(images, training=False)), atol=1e-5
     )
+
+
+# ------------------------------------------------------- one image or a batch
+def single_image_subjects():
+    """Every augmentation layer and `kt.data` policy, as (name, maker)."""
+    subjects = {
+        "RandomGaussianNoise": lambda: kt.layers.RandomGaussianNoise(0.1, value_range=(0, 1), seed=3),
+        "SaltAndPepperNoise": lambda: kt.layers.SaltAndPepperNoise(0.2, value_range=(0, 1), seed=3),
+        "RandomLensDistortion": lambda: kt.layers.RandomLensDistortion(0.3, value_range=(0, 1), seed=3),
+        "MultiCrop": lambda: kt.layers.MultiCrop(6, 5, num_crops=3, seed=3),
+        "RandomShear": lambda: kt.layers.RandomShear(0.3, 0.3, seed=3),
+        "AutoAugment": lambda: kt.layers.AutoAugment(value_range=(0, 1), seed=3),
+        "TrainingOnly": lambda: kt.layers.TrainingOnly(keras.layers.RandomFlip(seed=3)),
+    }
+    if BACKEND == "tensorflow":
+        subjects["RandomJpegQuality"] = lambda: kt.layers.RandomJpegQuality(10, 30, value_range=(0, 1), seed=3)
+    for policy in ("geometric", "photometric", "other", "randaugment", "autoaugment"):
+        subjects[f"policy_{policy}"] = lambda policy=policy: kt.data.augmentation(policy, channels=3, seed=3)
+    return subjects
+
+
+@pytest.fixture(scope="module")
+def colour_images():
+    return np.random.default_rng(1).uniform(0, 1, size=(4, 12, 10, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("name", sorted(single_image_subjects()))
+def test_one_image_is_augmented_as_a_batch_of_one(name, colour_images):
+    """One image `(h, w, c)` (a tf.data map before `.batch()`) is augmented as
+    the batch holding only it would be, and the same object then takes batches
+    (or first batches, then one image)."""
+    make = single_image_subjects()[name]
+    image = colour_images[0]
+    one = keras.ops.convert_to_numpy(make()(image, training=True))
+    as_batch = keras.ops.convert_to_numpy(make()(image[None], training=True))
+    assert one.shape == as_batch.shape[1:], (one.shape, as_batch.shape)
+    np.testing.assert_allclose(one, as_batch[0], atol=1e-5)
+    for first, second in ((image, colour_images), (colour_images, image)):
+        layer = make()
+        a = keras.ops.convert_to_numpy(layer(first, training=True))
+        b = keras.ops.convert_to_numpy(layer(second, training=True))
+        for x, out in ((first, a), (second, b)):
+            expected = x.shape if name != "MultiCrop" else x.shape[:-3] + (3, 6, 5, 3)
+            assert out.shape == expected, (name, x.shape, out.shape)
+    inference = keras.ops.convert_to_numpy(layer(image, training=False))
+    if name == "MultiCrop":  # the fixed crops: centre first
+        np.testing.assert_array_equal(inference[0], image[3:9, 2:7])
+    else:
+        np.testing.assert_allclose(inference, image, atol=1e-6)
+
+
+@requires_tensorflow
+@pytest.mark.slow
+def test_dataset_map_before_batch(colour_images):
+    """The usual pipeline: `dataset.map(augment)` on single images, then `.batch()`."""
+    import tensorflow as tf
+
+    cheap = kt.layers.AugmentationPolicy([
+        kt.layers.RandomGaussianNoise(0.1, value_range=(0, 1), seed=3),
+        kt.layers.RandomLensDistortion(0.3, value_range=(0, 1), seed=3),
+        kt.layers.RandomJpegQuality(10, 30, value_range=(0, 1), seed=3),
+    ])
+    # (AutoAugment on one image: test_one_image_is_augmented_as_a_batch_of_one;
+    # its 25 sub-policies traced in a map cost ~10 s.)
+    for augment in (kt.data.augmentation("geometric", seed=3), cheap):
+        dataset = tf.data.Dataset.from_tensor_slices((colour_images, np.arange(4)))
+        batches = list(dataset.map(lambda x, y: (augment(x, training=True), y)).batch(2).as_numpy_iterator())
+        augmented = np.concatenate([b[0] for b in batches])
+        assert augmented.shape == colour_images.shape, (augment.name, augmented.shape)
+        np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), np.arange(4))
+        assert np.all((augmented >= -1e-6) & (augmented <= 1 + 1e-6)), augment.name
+        if augment is cheap:  # noise on every image
+            assert np.abs(augmented - colour_images).max(axis=(1, 2, 3)).min() > 1e-2

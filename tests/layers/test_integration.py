@@ -99,8 +99,16 @@ def test_keras_file_in_fresh_process_and_saved_model(trained, tmp_path):
     path = tmp_path / "all_layers.keras"
     model.save(path)
     expected = keras.ops.convert_to_numpy(model(X, training=False))
-    (got,) = fresh_process_predict([path], [X], tmp_path)
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # The same model with the wrapped layers frozen (a transfer base) loads too.
+    frozen = keras.models.clone_model(model)
+    frozen.set_weights(model.get_weights())
+    for layer in frozen.layers:
+        if isinstance(layer, (kt.layers.WeightNormalization, kt.layers.WeightNoise, kt.layers.DropConnect)):
+            layer.layer.trainable = False
+    frozen.save(tmp_path / "frozen.keras")
+    got = fresh_process_predict([path, tmp_path / "frozen.keras"], [X, X], tmp_path)
+    for g in got:
+        np.testing.assert_allclose(g, expected, atol=1e-5)
     if keras.backend.backend() == "tensorflow":
         assert_saved_model_roundtrip(model, X, tmp_path)
 
@@ -121,9 +129,20 @@ def test_mixed_float16(mixed_precision):
     for training in (True, False):
         out = model(X[:8], training=training)
         assert keras.backend.standardize_dtype(out.dtype) == "float16"
-    # float16 output of the float32-computed layers agrees with float32 math
+    # The float16 output agrees with the float32 math of g·v/‖v‖ (NumPy).
     wn = model.layers[1]
-    assert np.all(np.isfinite(keras.ops.convert_to_numpy(wn(X[:4]))))
+    got = keras.ops.convert_to_numpy(wn(X[:4]))
+    assert got.dtype == np.float16
+    v = keras.ops.convert_to_numpy(wn.layer.kernel).astype("float64")
+    w = keras.ops.convert_to_numpy(wn.g) * v / np.sqrt((v**2).sum(axis=(0, 1, 2)))
+    x = X[:4].astype("float16").astype("float64")
+    expected = np.zeros((4, 6, 6, 4))
+    for i in range(3):
+        for j in range(3):
+            expected += np.einsum("bhwc,cf->bhwf", x[:, i:i + 6, j:j + 6], w[i, j])
+    expected = np.maximum(expected + keras.ops.convert_to_numpy(wn.layer.bias), 0)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(got.astype("float64"), expected, atol=1e-2, rtol=1e-2)
 
 
 @requires_tensorflow

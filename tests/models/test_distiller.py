@@ -190,6 +190,26 @@ def test_ensemble_and_black_box_teachers(digits):
         kt.models.soft_targets(lambda b: p[:3], x, teacher_outputs="probabilities")
 
 
+@pytest.mark.parametrize("weights", [[1.0, 0.0], [0.2, 0.5]])
+def test_weighted_ensemble_teacher_distils_its_weighted_average(digits, weights):
+    """`Σ_m w_m·softmax(t_m/T) / Σ_m w_m`: the ensemble's own weighting, softened."""
+    x, y = digits[0][:40], digits[1][:40]
+    members = [mlp(16, seed=s) for s in (7, 8)]
+    ensemble = kt.models.Ensemble(members, from_logits=True, weights=weights)
+    softened = [np_softmax(logits_of(m, x) / T) for m in members]
+    expected = sum(w * q for w, q in zip(weights, softened)) / sum(weights)
+    np.testing.assert_allclose(kt.models.soft_targets(ensemble, x, temperature=T), expected, atol=1e-6)
+    student = mlp(8, seed=2)
+    live = kt.models.Distiller(ensemble, student, temperature=T, alpha=ALPHA)
+    live.compile("sgd", hard_loss())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(live.teacher_soft_targets(x)), expected, atol=1e-6)
+    got = keras.ops.convert_to_numpy(live.compute_loss(x, y, live(x)))
+    s = logits_of(student, x)
+    ce = -np.log(np_softmax(s)[np.arange(len(y)), y])
+    kl = np.sum(expected * (np.log(expected) - np.log(np_softmax(s / T))), axis=-1)
+    np.testing.assert_allclose(got, np.mean(ALPHA * ce + (1 - ALPHA) * T**2 * kl), rtol=1e-5)
+
+
 @requires_tensorflow
 def test_mirrored_strategy_scales_by_the_global_batch(digits, mirrored_strategy):
     x, y = digits[0][:64], digits[1][:64]

@@ -140,3 +140,61 @@ def test_transfer_errors_name_the_argument(trained_base):
         kt.models.LearningWithoutForgetting(base, 5, feature_layer="conv9")
     with pytest.raises(ValueError, match="Received: old_task_weight=-1.0"):
         kt.models.LearningWithoutForgetting(base, 5, old_task_weight=-1)
+
+
+def wrapped_base():
+    """A base whose hidden layers are the three kernel wrappers, trained a little."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((8, 8, 1))
+    h = kt.layers.WeightNormalization(keras.layers.Conv2D(4, 3, activation="relu"), name="wn")(inputs)
+    h = keras.layers.Flatten()(h)
+    h = kt.layers.WeightNoise(keras.layers.Dense(16, activation="relu"), stddev=0.05, seed=1, name="noise")(h)
+    h = kt.layers.DropConnect(keras.layers.Dense(8, activation="relu"), rate=0.2, seed=2, name="features")(h)
+    outputs = keras.layers.Dense(5, activation="softmax", name="old_task")(h)
+    return keras.Model(inputs, outputs, name="wrapped")
+
+
+def weights_of(layer_or_model):
+    return [keras.ops.convert_to_numpy(v).copy() for v in layer_or_model.weights]
+
+
+def test_frozen_kernel_wrappers_reload_clone_preflight_and_fine_tune(split, tmp_path):
+    """Freeze, save, load, clone, preflight, unfreeze, train on.
+
+    (Frozen wrappers' `.keras` file loaded in a fresh process:
+    `tests/layers/test_integration.py`.)
+    """
+    x, y = split["new"][0][:64], split["new"][1][:64]
+    base = wrapped_base()
+    base.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    base.fit(split["old"][0][:128], split["old"][1][:128], batch_size=64, epochs=1, verbose=0)
+    extractor = kt.models.transfer.feature_extractor(base)  # freezes the shared layers
+    assert not base.get_layer("wn").layer.trainable
+    model = kt.models.transfer.fine_tune(base, 5, learning_rate=1e-2)
+    for m, name in ((extractor, "extractor"), (model, "fine_tune")):
+        m.save(tmp_path / f"{name}.keras")
+    expected = [keras.ops.convert_to_numpy(m(x, training=False)) for m in (extractor, model)]
+    got = [keras.ops.convert_to_numpy(keras.saving.load_model(tmp_path / f"{name}.keras")(x, training=False))
+           for name in ("extractor", "fine_tune")]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-6)
+    clone = keras.models.clone_model(extractor)
+    clone.set_weights(extractor.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), expected[0], atol=1e-6)
+    before_preflight = weights_of(model)
+    report = kt.preflight.check(model, (x, y), batch_size=32, num_examples=64, overfit_steps=10, signal_steps=5)
+    assert "overfit_one_batch" in report.checks, report.checks  # trained a clone
+    for b, a in zip(before_preflight, weights_of(model)):  # it trained copies (clones) only
+        np.testing.assert_array_equal(a, b)
+    # Stage 1: the frozen base stays as it was; stage 2: unfrozen, it learns.
+    frozen = weights_of(model.get_layer("base"))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    for b, a in zip(frozen, weights_of(model.get_layer("base"))):
+        np.testing.assert_array_equal(a, b)
+    kt.models.transfer.unfreeze(model, 0, learning_rate=1e-2)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    base_layer = model.get_layer("base")
+    moved = {v.path for v, b in zip(base_layer.weights, frozen) if np.abs(keras.ops.convert_to_numpy(v) - b).max() > 0}
+    for wrapper in ("wn", "noise", "features"):
+        assert any(p.startswith(f"{wrapper}/") and p.endswith("kernel") for p in moved), (wrapper, moved)
+    assert any(p == "wn/g" for p in moved), moved
