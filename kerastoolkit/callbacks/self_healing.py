@@ -362,9 +362,9 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     def _restore(self, target, logs):
         """Puts the snapshot back; the snapshots after it are dropped."""
         same_epoch = target["epoch"] == self._epoch
-        self._state.restore(target["slot"], metrics=same_epoch)
+        self._state.restore(target["slot"])  # the metrics too: the epoch's running means
         if not same_epoch:
-            self.model.reset_metrics()  # the epoch's running means start again
+            self.model.reset_metrics()  # a snapshot of an earlier epoch: they start again
         self._previous = target["previous"] if same_epoch else (0.0, 0.0)
         self._detector.set_state(target["detector"])
         self._snapshots = [s for s in self._snapshots if s["step"] <= target["step"]]
@@ -559,6 +559,7 @@ class _TensorFlowState(_State):
 
         self.tf = tf
         self.slots = {}
+        self._save = None
         total, count, checked = self.total, self.count, self.checked
 
         def observe():
@@ -574,34 +575,37 @@ class _TensorFlowState(_State):
         total, count, finite = self._observe().numpy()
         return float(total), float(count), bool(finite)
 
-    def _slot(self, slot):
+    def _copies(self, slot):
         if slot not in self.slots:
             tf = self.tf
             with tf.init_scope():
-                copies = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
-                          for v in self.state + self.metrics]
-            n = len(self.state)
-            pairs = list(zip(self.state + self.metrics, copies))
-
-            def save():
-                for v, c in pairs:
-                    c.assign(tf.convert_to_tensor(v))
-
-            def restore(metrics):
-                for v, c in pairs[:n] + (pairs[n:] if metrics else []):
-                    v.assign(c.read_value())
-
-            self.slots[slot] = (
-                tf.function(save, autograph=False),
-                {m: tf.function(lambda m=m: restore(m), autograph=False) for m in (True, False)},
-            )
+                self.slots[slot] = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
+                                    for v in self.state + self.metrics]
         return self.slots[slot]
 
-    def save(self, slot):
-        self._slot(slot)[0]()
+    def _traced(self):
+        """One traced save and one restore, the slot's copies passed in (no retrace per slot)."""
+        if self._save is None:
+            tf = self.tf
+            variables = self.state + self.metrics
 
-    def restore(self, slot, metrics):
-        self._slot(slot)[1][metrics]()
+            def save(copies):
+                for v, c in zip(variables, copies):
+                    c.assign(tf.convert_to_tensor(v))
+
+            def restore(copies):
+                for v, c in zip(variables, copies):
+                    v.assign(c.read_value())
+
+            self._save = tf.function(save, autograph=False)
+            self._restore = tf.function(restore, autograph=False)
+        return self._save, self._restore
+
+    def save(self, slot):
+        self._traced()[0](self._copies(slot))
+
+    def restore(self, slot):
+        self._traced()[1](self._copies(slot))
 
 
 class _JaxState(_State):
@@ -630,10 +634,9 @@ class _JaxState(_State):
         self.model.jax_state_sync()
         self.slots[slot] = [self.jnp.array(v.value, copy=True) for v in self.state + self.metrics]
 
-    def restore(self, slot, metrics):
+    def restore(self, slot):
         self.model.jax_state_sync()
-        variables = self.state + (self.metrics if metrics else [])
-        for v, value in zip(variables, self.slots[slot]):
+        for v, value in zip(self.state + self.metrics, self.slots[slot]):
             v.assign(self.jnp.array(value, copy=True))
 
 
