@@ -37,6 +37,7 @@ subset, the rest take the defaults of `DEFAULT_CONFIG`):
 | `snapshots` | `kt.callbacks.SnapshotEnsemble` cycles, or `None` |
 | `swa` | `{"start_fraction": f}`: `kt.callbacks.SWA` from epoch `floor(f·epochs)`, or `None` |
 | `precise_bn` | `kt.callbacks.PreciseBatchNorm` arguments (`num_batches`), or `None` |
+| `self_healing` | `kt.callbacks.SelfHealing` arguments (`{}`: its defaults), or `None`: off |
 | `label_smoothing` | ε of the loss (0: none) |
 | `label_smoothing_convention` | `convention` of `kt.losses.SparseCategoricalCrossentropy`, or `None`: its default |
 | `dropout` | dropout rate for model builders that take one (`None`: the builder's) |
@@ -80,6 +81,7 @@ DEFAULT_CONFIG = {
     "snapshots": None,
     "swa": None,
     "precise_bn": None,
+    "self_healing": {},
     "label_smoothing": 0.0,
     "label_smoothing_convention": None,
     "dropout": None,
@@ -295,7 +297,7 @@ def _check_field(field, value):
     elif field in ("optimizer_options", "schedule_options", "augmentation_options"):
         if not isinstance(value, (dict, types.MappingProxyType)):
             raise _bad(field, value, "a mapping of argument names to values")
-    elif field in ("plateau", "early_stopping", "swa", "precise_bn"):
+    elif field in ("plateau", "early_stopping", "swa", "precise_bn", "self_healing"):
         if value is not None and not isinstance(value, (dict, types.MappingProxyType)):
             raise _bad(field, value, "a mapping of callback arguments or None")
         if field == "swa" and value is not None:
@@ -551,8 +553,9 @@ class Recipe:
 
         Returns:
             A list of `keras.callbacks.Callback`: snapshots, SWA, precise BN,
-            plateau decay, then early stopping (a reduction is tried before
-            training stops).
+            plateau decay, early stopping (a reduction is tried before
+            training stops), then self-healing (last: when it gives up, the
+            others have ended).
 
         Raises:
             ValueError: when a recipe misses `epochs`, `directory` or `data`.
@@ -598,6 +601,8 @@ class Recipe:
             result.append(kt_callbacks.PlateauDecay(**_thaw(config["plateau"])))
         if config["early_stopping"]:
             result.append(keras.callbacks.EarlyStopping(**_thaw(config["early_stopping"])))
+        if config["self_healing"] is not None:
+            result.append(kt_callbacks.SelfHealing(**_thaw(config["self_healing"])))
         return result
 
     def loss(self, from_logits=False, sparse=True):
