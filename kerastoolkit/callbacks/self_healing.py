@@ -59,12 +59,15 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     follow the restored iteration count; `PlateauDecay`'s epoch-end
     decisions stand.
 
-    A fault that does not come back was one bad batch: skipping it is
-    enough. A fault within `attempt_window` steps of the previous rollback
-    is another attempt at the same trouble: the second goes one snapshot
-    further back, and from the third on (at once for a divergence, which
-    goes back to the snapshot with the lowest loss) the learning rate is
-    multiplied by `factor`, through the optimizer's rate program
+    A non-finite loss or a spike after which the restored state trains on
+    was one bad batch (bad inputs, a rare overflow): skipping it is enough,
+    the rate stays. A fault within `attempt_window` steps of the previous
+    rollback means the restored state failed at once on other batches:
+    another attempt at the same trouble, which goes one snapshot further
+    back, and from the third attempt on the learning rate is multiplied by
+    `factor`. A divergence goes back to the snapshot with the lowest loss
+    and lowers the rate at once. The rate goes through the optimizer's
+    rate program
     (`kerastoolkit/_rate.py`: a `kt.schedules.Scaled` member, like
     `PlateauDecay`'s, so it composes with warmup, schedules, plateau decay
     and snapshot ensembles; a float rate stays a float). After
@@ -77,8 +80,11 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     at each epoch's end (with `logs["learning_rate"]`), and reported by
     `kt.callbacks.CurveDiagnostics` (a `healed` finding, `report.json`,
     marked on `curves.png`; the undone steps leave its per-step curve). List
-    this callback before `CurveDiagnostics` and other callbacks that read
-    the logs: it puts the repaired running means into the batch's logs.
+    it before the callbacks that read each batch's logs (it puts the
+    repaired running means there) and after those whose `on_train_end`
+    must run when it gives up (it raises from its own):
+    `[..., PlateauDecay(), SelfHealing(), CurveDiagnostics()]`, as the
+    presets and `kerastoolkit train` do.
 
     With `steps_per_execution = n > 1` the check reads the mean loss of the
     `n` steps of each call, and a rollback undoes whole calls. Under
@@ -95,13 +101,12 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         snapshot_every: int >= 1, healthy steps between two snapshots.
             Defaults to `10`.
         factor: float in (0, 1), the rate multiplier of an escalated
-            rollback. Defaults to `0.5`.
+            rollback. Defaults to `0.3`.
         max_attempts: int >= 1, rollbacks in a row (each within
             `attempt_window` steps of the previous) before giving up.
             Defaults to `5`.
         attempt_window: int >= 1, steps after a rollback within which a
-            fault counts as coming back. Defaults to `None`:
-            `snapshot_every + 5`.
+            fault counts as coming back. Defaults to `3`.
         spike_threshold: float > 0, the spike rule's multiple. Defaults to
             `10.0`.
         divergence: float in (0, 1], the share of the progress a
@@ -136,9 +141,9 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     def __init__(
         self,
         snapshot_every=10,
-        factor=0.5,
+        factor=0.3,
         max_attempts=5,
-        attempt_window=None,
+        attempt_window=3,
         spike_threshold=10.0,
         divergence=0.5,
         window=50,
@@ -155,9 +160,7 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
             )
         self.factor = float(factor)
         self.max_attempts = _common.check_int("max_attempts", max_attempts, 1)
-        self.attempt_window = _common.check_int(
-            "attempt_window", attempt_window, 1, allow_none=True
-        )
+        self.attempt_window = _common.check_int("attempt_window", attempt_window, 1)
         self.spike_threshold = _common.check_float("spike_threshold", spike_threshold)
         if self.spike_threshold <= 0:
             raise ValueError(
@@ -262,7 +265,7 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self._begin = batch
         if not self._snapshots:  # after every `on_train_begin` (BackupAndRestore's too)
-            self._snapshot(batch - 1, level=math.inf)
+            self._snapshot(batch - 1)
 
     def on_train_batch_end(self, batch, logs=None):
         steps = batch - self._begin + 1
@@ -281,14 +284,17 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
             self._heal(fault, batch, logs)
             return
         self._detector.accept(loss)
+        after = self._snapshots[-1]["after"]
+        if len(after) < _Detector.LEVEL:  # the losses that tell how good the snapshot was
+            after.append(loss)
         self._previous = (total, count)
         if logs is not None:
             self._last_logs = dict(logs)
-        if self._last_rollback is not None and self._step - self._last_rollback > self._window():
+        if self._last_rollback is not None and self._step - self._last_rollback > self.attempt_window:
             self._chain = 0  # the healing held
         self._since_snapshot += steps
         if self._since_snapshot >= self.snapshot_every:
-            self._snapshot(batch, level=self._detector.level())
+            self._snapshot(batch)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -310,13 +316,10 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
             raise error
 
     # --- snapshots --------------------------------------------------------
-    def _window(self):
-        return self.attempt_window if self.attempt_window is not None else self.snapshot_every + 5
-
-    def _snapshot(self, batch, level):
+    def _snapshot(self, batch):
         used = {s["slot"] for s in self._snapshots}
         if len(self._snapshots) >= _SLOTS:
-            best = min(self._snapshots, key=lambda s: (s["level"], -s["step"]))
+            best = self._best()
             evict = next(s for s in self._snapshots if s is not best)  # the oldest other
             self._snapshots.remove(evict)
             used.discard(evict["slot"])
@@ -324,15 +327,23 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         self._state.save(slot)
         self._snapshots.append({
             "slot": slot, "step": self._step, "epoch": self._epoch, "batch": int(batch),
-            "level": level, "previous": self._previous, "detector": self._detector.get_state(),
+            "after": [], "previous": self._previous, "detector": self._detector.get_state(),
             "iteration": _iterations(self.model),
         })
         self._since_snapshot = 0
 
+    def _best(self):
+        """The snapshot whose next steps had the lowest loss (the median of up
+        to 10): a snapshot is judged by the steps that started from it."""
+        def level(s):
+            return float(np.median(s["after"])) if s["after"] else math.inf
+
+        return min(self._snapshots, key=lambda s: (level(s), -s["step"]))
+
     def _target(self, fault):
         """The snapshot to restore for this attempt."""
         if fault["kind"] == "diverging":
-            return min(self._snapshots, key=lambda s: (s["level"], -s["step"]))
+            return self._best()
         if self._chain <= 1 or self._last_restored is None:
             return self._snapshots[-1]
         older = [s for s in self._snapshots if s["step"] < self._last_restored]
@@ -340,7 +351,7 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
 
     # --- healing ------------------------------------------------------------
     def _heal(self, fault, batch, logs):
-        recent = self._last_rollback is not None and self._step - self._last_rollback <= self._window()
+        recent = self._last_rollback is not None and self._step - self._last_rollback <= self.attempt_window
         self._chain = self._chain + 1 if recent else 1
         rate_before = self._program.current_rate()
         entry = {
@@ -391,11 +402,11 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         lines = "\n".join(f"  {describe(e)}" for e in self.interventions)
         self._give_up = SelfHealingError(
             f"SelfHealing gave up: the fault came back {self.max_attempts} times in a row, "
-            f"each within {self._window()} steps of the previous rollback. The model holds "
+            f"each within {self.attempt_window} steps of the previous rollback. The model holds "
             f"the snapshot of step {newest['step']}. Interventions:\n{lines}\n"
             "Lower the learning rate, check the data for non-finite or extreme values, "
             "or clip gradients. Received: "
-            f"max_attempts={self.max_attempts}, attempt_window={self._window()}"
+            f"max_attempts={self.max_attempts}, attempt_window={self.attempt_window}"
         )
 
     def _record(self, entry):

@@ -109,7 +109,7 @@ def test_nan_batch_run_equals_run_without_the_skipped_batches(tmp_path):
     x_nan[3 * BATCH + 5, 7] = np.nan
     model = mlp()
     diagnostics = kt.callbacks.CurveDiagnostics(log_dir=str(tmp_path / "diag"))
-    healing = SelfHealing(snapshot_every=2, attempt_window=3)
+    healing = SelfHealing(snapshot_every=2)
     history = model.fit(x_nan, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
                         callbacks=[diagnostics, healing])
     seen = [(e["epoch"], e["batch"], e["restored"]["epoch"], e["restored"]["batch"],
@@ -306,9 +306,9 @@ def test_backup_and_restore_resumes_multiplier_and_interventions(tmp_path):
         results[name] = (model.get_weights(), healing.multiplier,
                          json.dumps(healing.interventions), _value(model.optimizer.learning_rate))
     full, killed = results["full"], results["killed"]
-    assert full[1] == killed[1] == 0.5
+    assert full[1] == killed[1] == 0.3  # the default factor
     assert killed[2] == full[2] and len(json.loads(full[2])) == 3
-    assert killed[3] == pytest.approx(full[3]) and full[3] == pytest.approx(0.5e-2)
+    assert killed[3] == pytest.approx(full[3]) and full[3] == pytest.approx(0.3e-2)
     assert_same_weights(killed[0], full[0])
 
 
