@@ -299,7 +299,8 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["interventions"] = self._epoch_count
-            logs["learning_rate"] = self._program.current_rate()
+            # Unless a rate callback wrote it (PlateauDecay: before its reduction).
+            logs.setdefault("learning_rate", self._program.current_rate())
         if self.backup_dir is not None:
             self._state_file.save(epoch + 1, self._saved_state())
 

@@ -351,7 +351,29 @@ def test_nan_batch_on_jax(tmp_path):
     assert float(lines["MAXDIFF"]) < 1e-5
 
 
-# ------------------------------------------------------------------ arguments
+# ------------------------------------------------------------------ presets, command, arguments
+
+
+def test_on_by_default_in_every_preset_and_the_train_command():
+    from kerastoolkit import cli
+    from kerastoolkit.cli.train import _recipe
+
+    for name in kt.presets.names():
+        callbacks = kt.presets.get(name).callbacks(epochs=10, directory="snaps", data=np.zeros((4, 64)))
+        assert [type(c) for c in callbacks].count(SelfHealing) == 1, name
+        assert isinstance(callbacks[-1], SelfHealing), name  # last: the others end before it raises
+    recipe = kt.presets.get("adam", self_healing={"snapshot_every": 4})
+    assert recipe.callbacks()[-1].snapshot_every == 4
+    assert not any(isinstance(c, SelfHealing) for c in kt.presets.get("adam", self_healing=None).callbacks())
+    with pytest.raises(ValueError, match="self_healing"):
+        kt.presets.get("adam", self_healing=[1])
+    parser = cli.build_parser()
+    off = parser.parse_args(["train", "--no-self-healing"])
+    assert _recipe(kt.presets.get("adam"), off, True).config["self_healing"] is None
+    on = parser.parse_args(["train", "--self-healing"])
+    assert _recipe(kt.presets.get("adam", self_healing=None), on, True).config["self_healing"] == {}
+
+
 
 
 def test_config_roundtrip_and_bad_arguments():
