@@ -101,7 +101,7 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         snapshot_every: int >= 1, healthy steps between two snapshots.
             Defaults to `10`.
         factor: float in (0, 1), the rate multiplier of an escalated
-            rollback. Defaults to `0.3`.
+            rollback. Defaults to `0.2`.
         max_attempts: int >= 1, rollbacks in a row (each within
             `attempt_window` steps of the previous) before giving up.
             Defaults to `5`.
@@ -141,7 +141,7 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
     def __init__(
         self,
         snapshot_every=10,
-        factor=0.3,
+        factor=0.2,
         max_attempts=5,
         attempt_window=3,
         spike_threshold=10.0,

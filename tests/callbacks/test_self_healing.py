@@ -306,9 +306,9 @@ def test_backup_and_restore_resumes_multiplier_and_interventions(tmp_path):
         results[name] = (model.get_weights(), healing.multiplier,
                          json.dumps(healing.interventions), _value(model.optimizer.learning_rate))
     full, killed = results["full"], results["killed"]
-    assert full[1] == killed[1] == 0.3  # the default factor
+    assert full[1] == killed[1] == 0.2  # the default factor
     assert killed[2] == full[2] and len(json.loads(full[2])) == 3
-    assert killed[3] == pytest.approx(full[3]) and full[3] == pytest.approx(0.3e-2)
+    assert killed[3] == pytest.approx(full[3]) and full[3] == pytest.approx(0.2e-2)
     assert_same_weights(killed[0], full[0])
 
 
