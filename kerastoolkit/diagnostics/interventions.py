@@ -139,9 +139,9 @@ def healed_finding(entries):
     )
     if gave_up:
         head += " and then gave up"
-    lines = [describe(e) for e in entries[:10]]
-    if len(entries) > 10:
-        lines.append(f"... and {len(entries) - 10} more")
+    lines = [describe(e) for e in entries[:5]]
+    if len(entries) > 5:
+        lines.append(f"and {len(entries) - 5} more (`report.interventions`)")
     evidence = {"interventions": len(rollbacks), "gave_up": gave_up, "kinds": kinds,
                 "final_learning_rate": entries[-1]["learning_rate"]["after"]}
     return Finding("healed", CODES["healed"], head + ": " + "; ".join(lines) + ".", ADVICE,

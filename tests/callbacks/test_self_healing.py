@@ -22,6 +22,7 @@ from kerastoolkit.callbacks import SelfHealingError
 from tests.callbacks._util import KillAt
 from tests.conftest import requires_tensorflow
 from tests.harness import assert_config_roundtrip
+from tests.harness import assert_keras_roundtrip
 from tests.harness import subprocess_env
 
 BATCH = 32
@@ -310,6 +311,33 @@ def test_backup_and_restore_resumes_multiplier_and_interventions(tmp_path):
     assert killed[2] == full[2] and len(json.loads(full[2])) == 3
     assert killed[3] == pytest.approx(full[3]) and full[3] == pytest.approx(0.2e-2)
     assert_same_weights(killed[0], full[0])
+
+
+@pytest.mark.slow
+def test_keras_checkpoint_mid_training_keeps_the_lowered_rate(tmp_path):
+    """A schedule rate lowered by a rollback (x0.2 on a cosine) is saved
+    inside the `.keras` checkpoint written at the epoch's end: it loads in a
+    fresh process, and a new SelfHealing on the loaded model continues with
+    the same multiplier (the rate of the next step is 0.2 x cosine(t))."""
+    x, y = digits()
+    cosine = keras.optimizers.schedules.CosineDecay(0.05, decay_steps=100)
+    model = mlp(keras.optimizers.SGD(cosine, momentum=0.9), dropout=False)
+    path = str(tmp_path / "checkpoint.keras")
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+              callbacks=[Corrupt([(0, 4), (0, 5), (0, 6)]), SelfHealing(snapshot_every=2),
+                         keras.callbacks.ModelCheckpoint(path)])
+    step = _value(model.optimizer.iterations)
+    expected = 0.2 * 0.05 * 0.5 * (1 + np.cos(np.pi * step / 100))
+    assert _value(model.optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
+    assert_keras_roundtrip(model, x[:8], tmp_path)  # fresh process, same outputs
+    loaded = keras.saving.load_model(path)
+    healing = SelfHealing()
+    loaded.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[healing])
+    assert healing.multiplier == pytest.approx(0.2) and healing.interventions == []
+    after = _value(loaded.optimizer.iterations)
+    assert after == step + 8
+    assert _value(loaded.optimizer.learning_rate) == pytest.approx(
+        0.2 * 0.05 * 0.5 * (1 + np.cos(np.pi * after / 100)), rel=1e-5)
 
 
 # ------------------------------------------------------------------ JAX
