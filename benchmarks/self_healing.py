@@ -89,7 +89,7 @@ def overhead(args):
             print(f"repeat {repeat} {name}: {1e3 * results[name]['wall'][-1]:.1f} ms/step wall, "
                   f"{1e3 * results[name]['cpu'][-1]:.1f} ms CPU", flush=True)
     base = results["keras"]
-    summary = {}
+    summary = {"components": components(x, y)}
     for name, r in results.items():
         wall = [a / b for a, b in zip(r["wall"], base["wall"])]
         cpu = [a / b for a, b in zip(r["cpu"], base["cpu"])]
@@ -100,6 +100,51 @@ def overhead(args):
         print(f"{name:8s} wall x{np.median(wall):.3f} (per repeat {np.round(wall, 3).tolist()}), "
               f"CPU x{np.median(cpu):.3f} (per repeat {np.round(cpu, 3).tolist()})")
     return summary
+
+
+def components(x, y, calls=300):
+    """CPU and wall time of the callback's own work per step, measured alone
+    (less noisy than the difference of two fits on a shared machine): the
+    traced check (loss tracker and finite weights), the Python rules, and one
+    snapshot copy; against one plain training step of the same model."""
+    from kerastoolkit.callbacks import self_healing
+
+    keras.utils.set_random_seed(0)
+    model = kt.models.default_classifier((28, 28, 1), 10, normalization_data=x)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = StepTimer()
+    model.fit(x, y, batch_size=128, epochs=2, verbose=0, callbacks=[timer])
+    state = self_healing._make_state(model)
+    detector = _Detector(50, 20, 10.0, 0.5)
+    losses = 0.5 + 0.1 * np.random.default_rng(0).random(calls)
+
+    def timed(function, n):
+        function(0)  # traces
+        wall, cpu = time.perf_counter(), _cpu()
+        for i in range(n):
+            function(i)
+        return (time.perf_counter() - wall) / n, (_cpu() - cpu) / n
+
+    def rules(i):
+        if detector.check(losses[i]) is None:
+            detector.accept(losses[i])
+
+    out = {
+        "step": (float(np.median(timer.wall)), float(np.median(timer.cpu))),
+        "check": timed(lambda i: state.observe(), calls),
+        "rules": timed(rules, calls),
+        "snapshot": timed(lambda i: state.save(0), calls // 5),
+        "variables": int(sum(np.prod(v.shape) for v in state.state + state.metrics)),
+    }
+    step_cpu = out["step"][1]
+    for name in ("check", "rules", "snapshot"):
+        print(f"{name:9s} {1e3 * out[name][0]:.3f} ms wall, {1e3 * out[name][1]:.3f} ms CPU "
+              f"({100 * out[name][1] / step_cpu:.2f}% of a step's {1e3 * step_cpu:.1f} ms CPU)")
+    for every in (1, 10, 50):
+        share = (out["check"][1] + out["rules"][1] + out["snapshot"][1] / every) / step_cpu
+        out[f"estimate_K={every}"] = share
+        print(f"estimated overhead with K={every}: {100 * share:.2f}% CPU")
+    return out
 
 
 # ------------------------------------------------------------------ rescue
@@ -136,9 +181,9 @@ def _scenario(name, faulty, seed):
 def rescue(args):
     x, y, xt, yt = _digits()
     out = {}
-    for scenario in ("a_rate_too_high", "b_nan_examples", "c_warmup_overshoot"):
+    for scenario in args.scenarios:
         out[scenario] = {}
-        for variant in ("keras", "terminate_on_nan", "self_healing", "no_fault"):
+        for variant in args.variants:
             accuracies, interventions = [], []
             for seed in args.seeds:
                 optimizer, callbacks, poison = _scenario(scenario, variant != "no_fault", seed)
@@ -149,7 +194,7 @@ def rescue(args):
                 if variant == "terminate_on_nan":
                     callbacks = callbacks + [keras.callbacks.TerminateOnNaN()]
                 if variant == "self_healing":
-                    healing = kt.callbacks.SelfHealing()
+                    healing = kt.callbacks.SelfHealing(**({"factor": args.factor} if args.factor else {}))
                     callbacks = callbacks + [healing]
                 model = _mlp(seed, optimizer)
                 try:
@@ -273,6 +318,9 @@ def main():
     parser.add_argument("--every", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", default="")
+    parser.add_argument("--scenarios", nargs="+", default=["a_rate_too_high", "b_nan_examples", "c_warmup_overshoot"])
+    parser.add_argument("--variants", nargs="+", default=["keras", "terminate_on_nan", "self_healing", "no_fault"])
+    parser.add_argument("--factor", type=float, default=None, help="SelfHealing's factor (default: its own)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     start = time.time()

@@ -62,6 +62,10 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
     offending batch layer by layer and names the first non-finite layer
     output or gradient. With `statistics_every=N` it also gathers
     activation/gradient statistics on `statistics_data` every `N` steps.
+    With `kt.callbacks.SelfHealing` in the same `fit`, a non-finite loss is
+    the healer's to roll back (no stop); the steps a rollback undid leave
+    the per-step curve, and the report has a `healed` finding and the
+    interventions.
 
     Give the same `backup_dir` as `keras.callbacks.BackupAndRestore` (listed
     after this callback) and a killed run that is resumed keeps the history
