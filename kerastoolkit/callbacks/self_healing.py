@@ -259,35 +259,37 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         self._maybe_resume(epoch)
         self._epoch = epoch
         self._epoch_count = 0
-        self._previous = (0.0, 0.0)  # Keras resets the metrics before each epoch
         self._last_logs = {}
 
     def on_train_batch_begin(self, batch, logs=None):
         self._begin = batch
         if not self._snapshots:  # after every `on_train_begin` (BackupAndRestore's too)
             self._snapshot(batch - 1)
+        # Read here, not kept from the last step: whatever ran in between
+        # (Keras's reset at an epoch's start, an `evaluate`) is not counted.
+        self._previous = self._state.tracker()
 
     def on_train_batch_end(self, batch, logs=None):
         steps = batch - self._begin + 1
         self._step += steps
         total, count, finite = self._state.observe()
-        loss = math.nan
+        loss = None  # no example counted: nothing to judge the loss by
         if count > self._previous[1]:
             loss = (total - self._previous[0]) / (count - self._previous[1])
-        if not math.isfinite(loss):
+        if loss is not None and not math.isfinite(loss):
             fault = {"kind": "non_finite_loss", "loss": loss}
         elif not finite:  # a non-finite gradient (a NaN behind a ReLU leaves the loss finite)
             fault = {"kind": "non_finite_weights", "loss": loss}
         else:
-            fault = self._detector.check(loss)
+            fault = None if loss is None else self._detector.check(loss)
         if fault is not None:
             self._heal(fault, batch, logs)
             return
-        self._detector.accept(loss)
-        after = self._snapshots[-1]["after"]
-        if len(after) < _Detector.LEVEL:  # the losses that tell how good the snapshot was
-            after.append(loss)
-        self._previous = (total, count)
+        if loss is not None:
+            self._detector.accept(loss)
+            after = self._snapshots[-1]["after"]
+            if len(after) < _Detector.LEVEL:  # the losses that tell how good the snapshot was
+                after.append(loss)
         if logs is not None:
             self._last_logs = dict(logs)
         if self._last_rollback is not None and self._step - self._last_rollback > self.attempt_window:
@@ -328,7 +330,7 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         self._state.save(slot)
         self._snapshots.append({
             "slot": slot, "step": self._step, "epoch": self._epoch, "batch": int(batch),
-            "after": [], "previous": self._previous, "detector": self._detector.get_state(),
+            "after": [], "detector": self._detector.get_state(),
             "iteration": _iterations(self.model),
         })
         self._since_snapshot = 0
@@ -383,7 +385,6 @@ class SelfHealing(_common.ResumableMixin, keras.callbacks.Callback):
         self._state.restore(target["slot"])  # the metrics too: the epoch's running means
         if not same_epoch:
             self.model.reset_metrics()  # a snapshot of an earlier epoch: they start again
-        self._previous = target["previous"] if same_epoch else (0.0, 0.0)
         self._detector.set_state(target["detector"])
         self._snapshots = [s for s in self._snapshots if s["step"] <= target["step"]]
         self._since_snapshot = 0
@@ -592,18 +593,25 @@ class _TensorFlowState(_State):
         self._save = None
         total, count, checked = self.total, self.count, self.checked
 
+        def tracker():
+            return tf.stack([tf.cast(tf.convert_to_tensor(total), "float64"),
+                             tf.cast(tf.convert_to_tensor(count), "float64")])
+
         def observe():
             flags = [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in checked]
             finite = tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
-            return tf.stack([tf.cast(tf.convert_to_tensor(total), "float64"),
-                             tf.cast(tf.convert_to_tensor(count), "float64"),
-                             tf.cast(finite, "float64")])
+            return tf.concat([tracker(), [tf.cast(finite, "float64")]], axis=0)
 
         self._observe = tf.function(observe, autograph=False)
+        self._tracker = tf.function(tracker, autograph=False)
 
     def observe(self):
         total, count, finite = self._observe().numpy()
         return float(total), float(count), bool(finite)
+
+    def tracker(self):
+        total, count = self._tracker().numpy()
+        return float(total), float(count)
 
     def _copies(self, slot):
         if slot not in self.slots:
@@ -654,11 +662,12 @@ class _JaxState(_State):
         )
 
     def observe(self):
+        total_count = self.tracker()  # syncs the state
+        return total_count + (bool(self._finite([v.value for v in self.checked])),)
+
+    def tracker(self):
         self.model.jax_state_sync()
-        finite = bool(self._finite([v.value for v in self.checked]))
-        total = float(np.asarray(self.total.value))
-        count = float(np.asarray(self.count.value))
-        return total, count, finite
+        return float(np.asarray(self.total.value)), float(np.asarray(self.count.value))
 
     def save(self, slot):
         self.model.jax_state_sync()

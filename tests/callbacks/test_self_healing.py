@@ -233,6 +233,19 @@ def test_extreme_example_is_a_spike_and_small_noisy_batches_are_not():
     assert spike["loss"] > spike["threshold"] > spike["level"]
 
 
+def test_an_evaluate_between_steps_is_not_a_fault():
+    """A callback after it evaluates every other step (Keras resets the loss
+    tracker and fills it with the validation loss): each step's loss is read
+    from the tracker before and after that step, so nothing is seen."""
+    x, y = digits(512)
+    model = mlp(bn=False, dropout=False)
+    healing = SelfHealing(min_steps=10)
+    probe = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: (
+        model.evaluate(x[:64], y[:64], verbose=0) if batch % 2 else None))
+    model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0, callbacks=[healing, probe])
+    assert healing.interventions == []
+
+
 def test_loss_scale_overflows_are_not_faults():
     """Under mixed_float16 a loss scale of 2^40 overflows the float16
     gradients: LossScaleOptimizer skips those steps and halves its scale. The
