@@ -8,9 +8,6 @@ optimizer state with its step), to float32 rounding.
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -22,8 +19,6 @@ from kerastoolkit.callbacks import SelfHealingError
 from tests.callbacks._util import KillAt
 from tests.conftest import requires_tensorflow
 from tests.harness import assert_config_roundtrip
-from tests.harness import assert_keras_roundtrip
-from tests.harness import subprocess_env
 
 BATCH = 32
 
@@ -329,9 +324,11 @@ def test_backup_and_restore_resumes_multiplier_and_interventions(tmp_path):
 @pytest.mark.slow
 def test_keras_checkpoint_mid_training_keeps_the_lowered_rate(tmp_path):
     """A schedule rate lowered by a rollback (x0.2 on a cosine) is saved
-    inside the `.keras` checkpoint written at the epoch's end: it loads in a
-    fresh process, and a new SelfHealing on the loaded model continues with
-    the same multiplier (the rate of the next step is 0.2 x cosine(t))."""
+    inside the `.keras` checkpoint written at the epoch's end: it loads with
+    the same outputs, and a new SelfHealing on the loaded model continues
+    with the same multiplier (the rate of the next step is 0.2 x cosine(t)).
+    (A lowered `Scaled` rate loading in a fresh process is
+    tests/schedules/test_training.py's.)"""
     x, y = digits()
     cosine = keras.optimizers.schedules.CosineDecay(0.05, decay_steps=100)
     model = mlp(keras.optimizers.SGD(cosine, momentum=0.9), dropout=False)
@@ -342,8 +339,8 @@ def test_keras_checkpoint_mid_training_keeps_the_lowered_rate(tmp_path):
     step = _value(model.optimizer.iterations)
     expected = 0.2 * 0.05 * 0.5 * (1 + np.cos(np.pi * step / 100))
     assert _value(model.optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
-    assert_keras_roundtrip(model, x[:8], tmp_path)  # fresh process, same outputs
     loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-6)
     healing = SelfHealing()
     loaded.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[healing])
     assert healing.multiplier == pytest.approx(0.2) and healing.interventions == []
@@ -351,45 +348,6 @@ def test_keras_checkpoint_mid_training_keeps_the_lowered_rate(tmp_path):
     assert after == step + 8
     assert _value(loaded.optimizer.learning_rate) == pytest.approx(
         0.2 * 0.05 * 0.5 * (1 + np.cos(np.pi * after / 100)), rel=1e-5)
-
-
-# ------------------------------------------------------------------ JAX
-
-
-JAX_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np, keras, kerastoolkit as kt
-    from sklearn.datasets import load_digits
-    d = load_digits(); x = (d.data[:256] / 16).astype("float32"); y = d.target[:256]
-    def mlp():
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(10, activation="softmax")])
-        m.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-        return m
-    bad = x.copy(); bad[3 * 32 + 1, 0] = np.nan
-    m = mlp(); h = kt.callbacks.SelfHealing(snapshot_every=1)
-    m.fit(bad, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[h])
-    keep = np.concatenate([np.arange(b * 32, b * 32 + 32) for b in (0, 1, 2, 4, 5, 6, 7)])
-    r = mlp(); r.fit(x[keep], y[keep], batch_size=32, epochs=2, shuffle=False, verbose=0)
-    print("ROLLBACKS", [(e["epoch"], e["batch"], e["restored"]["batch"]) for e in h.interventions])
-    print("MAXDIFF", max(float(np.abs(a - b).max()) for a, b in zip(m.get_weights(), r.get_weights())))
-    """
-)
-
-
-@pytest.mark.slow
-def test_nan_batch_on_jax(tmp_path):
-    """The same rollback on the JAX backend (a child process): the run ends
-    with the weights of the run that never saw the NaN batch."""
-    env = subprocess_env()
-    env.update(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, cwd=str(tmp_path),
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("ROLLBACKS", "MAXDIFF")))
-    assert lines["ROLLBACKS"] == "[(0, 3, 2), (1, 3, 2)]"
-    assert float(lines["MAXDIFF"]) < 1e-5
 
 
 # ------------------------------------------------------------------ presets, command, arguments
@@ -413,8 +371,6 @@ def test_on_by_default_in_every_preset_and_the_train_command():
     assert _recipe(kt.presets.get("adam"), off, True).config["self_healing"] is None
     on = parser.parse_args(["train", "--self-healing"])
     assert _recipe(kt.presets.get("adam", self_healing=None), on, True).config["self_healing"] == {}
-
-
 
 
 def test_config_roundtrip_and_bad_arguments():
