@@ -16,7 +16,8 @@ from tests.harness import subprocess_env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/layers/test_integration.py (fit, jit, mixed precision, fresh-process files) runs on TensorFlow only:
 # compiling its conv fits on JAX costs minutes; the layers' math runs on both.
-JAX_SUITES = ["tests/schedules", "tests/optimizers", "tests/compat", "tests/layers/test_math.py", "tests/layers/test_standardize.py", "tests/layers/test_filter_response_normalization.py", "tests/layers/test_weight_normalization.py", "tests/initializers", "tests/losses"]
+JAX_SUITES = ["tests/schedules", "tests/optimizers", "tests/compat", "tests/layers/test_math.py", "tests/layers/test_standardize.py", "tests/layers/test_filter_response_normalization.py", "tests/layers/test_weight_normalization.py", "tests/initializers", "tests/losses",
+              "tests/callbacks/test_self_healing_backends.py"]
 
 
 @pytest.mark.slow

@@ -14,3 +14,5 @@ from kerastoolkit.callbacks.warmup import Warmup
 from kerastoolkit.diagnostics.callback import CurveDiagnostics
 from kerastoolkit.callbacks.preflight import Preflight
 from kerastoolkit.callbacks.preflight import PreflightError
+from kerastoolkit.callbacks.self_healing import SelfHealing
+from kerastoolkit.callbacks.self_healing import SelfHealingError

@@ -168,6 +168,16 @@ def add(subparsers):
         ),
     )
     train.add_argument(
+        "--self-healing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "roll training back from a NaN, a loss spike or a divergence to an in-memory snapshot, "
+            "skip the batches in between and, when the fault comes back, lower the learning rate "
+            "(kt.callbacks.SelfHealing; the report says so) (default: the preset's, on)"
+        ),
+    )
+    train.add_argument(
         "--explain",
         type=integer(1, 64),
         metavar="N",
@@ -268,6 +278,8 @@ def _recipe(recipe, args, has_validation):
         # The cycles restart from the base rate: no other schedule, no warmup
         # (it would shift the cycles off the epoch ends), no early stopping.
         overrides.update(snapshots=args.snapshots, schedule="cyclic_cosine", warmup_epochs=0, early_stopping=None)
+    if args.self_healing is not None and args.self_healing != (config["self_healing"] is not None):
+        overrides["self_healing"] = {} if args.self_healing else None
     if not has_validation:  # nothing to monitor
         overrides.update(plateau=None, early_stopping=None)
     return recipe.replace(**overrides) if overrides else recipe
@@ -475,4 +487,8 @@ def run(args):
             print(f"SavedModel: {version_dir}  (model.keras, {', '.join(sorted(written))} beside it)")
     except OutputFolderError as error:
         return fail(str(error), 2)
+    except kt.callbacks.SelfHealingError as error:  # the fault kept coming back: nothing exported
+        if diagnostics.report is not None:
+            print(diagnostics.report)
+        return fail(f"training failed: {error}")
     return 0

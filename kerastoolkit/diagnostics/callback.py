@@ -16,6 +16,7 @@ from kerastoolkit.distribute.cluster import chief_path
 from kerastoolkit.diagnostics.curves import detect_diverging
 from kerastoolkit.diagnostics.curves import DEFAULT_THRESHOLDS
 from kerastoolkit.diagnostics.curves import diagnose
+from kerastoolkit.diagnostics import interventions as healing
 from kerastoolkit.diagnostics.locate import locate_non_finite
 from kerastoolkit.diagnostics.recorder import _FIELDS as _STEP_FIELDS
 from kerastoolkit.diagnostics.recorder import StepRecorder
@@ -61,6 +62,10 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
     offending batch layer by layer and names the first non-finite layer
     output or gradient. With `statistics_every=N` it also gathers
     activation/gradient statistics on `statistics_data` every `N` steps.
+    With `kt.callbacks.SelfHealing` in the same `fit`, a non-finite loss is
+    the healer's to roll back (no stop); the steps a rollback undid leave
+    the per-step curve, and the report has a `healed` finding and the
+    interventions.
 
     Give the same `backup_dir` as `keras.callbacks.BackupAndRestore` (listed
     after this callback) and a killed run that is resumed keeps the history
@@ -243,6 +248,8 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         self._statistics = None
         self._recorder = None
         self.report = None
+        self._healing = None  # the intervention log of a healer in this fit
+        self._ended = False
         self._begin_fit()
         if self.statistics_every is not None:
             self._recorder = stats_lib.StatisticsRecorder(
@@ -256,6 +263,10 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._maybe_resume(epoch)
         self._epoch = epoch
+        log = healing.InterventionLog.of(self.model)  # after every `on_train_begin`
+        if log is not None and log.active and log is not self._healing:
+            self._healing = log  # a healer (kt.callbacks.SelfHealing) in this fit
+            log.on_give_up(self._end_once)
         if self.restore_finite_weights and "nan" in self.stop_on and not self._nan_seen:
             weights = self.model.get_weights()
             if all(np.all(np.isfinite(w)) for w in weights if np.issubdtype(
@@ -299,7 +310,8 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
             return
         value = float(value)
         self._records.append((self._epoch, int(batch), value))
-        if not math.isfinite(value) and self._nan_seen is None:
+        healed = self._healing is not None and self._healing.active  # its to roll back
+        if not math.isfinite(value) and self._nan_seen is None and not healed:
             self._nan_seen = (self._epoch, int(batch))
             if "nan" in self.stop_on:
                 self.model.stop_training = True
@@ -374,6 +386,20 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
     def step_losses(self):
         """Returns `(losses, epochs, batches)` of every recorded step.
 
+        Steps a healer (`kt.callbacks.SelfHealing`) undid by a rollback are
+        left out.
+        """
+        losses, epochs, batches = self._all_step_losses()
+        kept = ~self._undone(epochs, batches)
+        return losses[kept], epochs[kept], batches[kept]
+
+    def _undone(self, epochs, batches):
+        entries = [] if getattr(self, "_healing", None) is None else self._healing.entries
+        return healing.undone(epochs, batches, entries)
+
+    def _all_step_losses(self):
+        """`(losses, epochs, batches)` of every recorded step.
+
         Each batch's own loss: exact (recorded in the train step, every step
         also with `steps_per_execution > 1`, true batch sizes) on TensorFlow
         with one replica; elsewhere recovered from Keras's running mean as
@@ -410,12 +436,18 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         exact = getattr(self, "_exact", None)
         if not exact:
             return None
+        kept = ~self._undone(*self._all_step_losses()[1:])
         return {
-            key: np.concatenate([d[key] for _, d in exact])
+            key: np.concatenate([d[key] for _, d in exact])[kept]
             for key in ("size", "label_sum", "label_sq_sum")
         }
 
+    def _end_once(self):
+        if not self._ended:  # a healer gave up before this callback's `on_train_end`
+            self.on_train_end()
+
     def on_train_end(self, logs=None):
+        self._ended = True
         self._resume_if_no_epoch_ran()
         self._drain()
         batch = None
@@ -471,6 +503,8 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
             thresholds=self.thresholds,
             step_labels=self.step_labels(),
         )
+        if self._healing is not None:
+            healing.attach(self.report, self._healing.entries, epochs, batches)
         if not self._exact and len(losses):
             self.report.notes.append(
                 "per-step losses recovered from Keras's running mean (exact "

@@ -69,7 +69,8 @@ def plot_report(report, path, title=None):
     when known; right panel: the per-epoch losses (train and validation).
     Each finding is marked where its evidence points (the NaN step, the
     minimum before a divergence, the plateau of a slow start, the best
-    validation epoch) and listed, with its advice, under the plots.
+    validation epoch) and listed, with its advice, under the plots. A
+    healer's rollbacks (`report.interventions`) are dash-dotted green lines.
 
     Args:
         report: a `kerastoolkit.diagnostics.Report`.
@@ -169,6 +170,14 @@ def plot_report(report, path, title=None):
         elif f.code in ("unshuffled", "repeated_order") and step_ax is not None:
             step_ax.annotate("period = 1 epoch", (0.02, 0.92), xycoords="axes fraction",
                              color=color, fontsize=8)
+    for i, entry in enumerate(getattr(report, "interventions", None) or []):
+        if step_ax is None or "curve_step" not in entry:
+            break
+        step_ax.axvline(entry["curve_step"], color="tab:green", lw=1, ls="-.",
+                        label="rollback (SelfHealing)" if i == 0 else None)
+        step_ax.annotate(entry["seen"]["kind"].replace("non_finite_", "non-finite "),
+                         (entry["curve_step"], 0.8 - 0.06 * (i % 4)),
+                         xycoords=("data", "axes fraction"), color="tab:green", fontsize=7)
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper right")

@@ -24,6 +24,7 @@ CODES = {
     "vanishing_gradients": "warning",
     "exploding_gradients": "warning",
     "update_ratio": "warning",
+    "healed": "warning",
 }
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -115,10 +116,13 @@ class Report:
             Defaults to `None`.
         notes: what could not be checked and why (e.g. no validation loss).
             Defaults to `None`.
+        interventions: what a healer (`kt.callbacks.SelfHealing`) did, one
+            dict per rollback (`curve_step`: where in `steps` it happened).
+            Defaults to `None`.
     """
 
     def __init__(self, findings, epochs=None, steps=None, steps_per_epoch=None,
-                 statistics=None, notes=None):
+                 statistics=None, notes=None, interventions=None):
         self.findings = sorted(
             findings, key=lambda f: (_SEVERITY_ORDER[f.severity], f.code)
         )
@@ -127,6 +131,7 @@ class Report:
         self.steps_per_epoch = steps_per_epoch
         self.statistics = statistics
         self.notes = list(notes or [])
+        self.interventions = [dict(i) for i in interventions or []]
 
     @property
     def codes(self):
@@ -189,6 +194,7 @@ class Report:
                 "steps": [] if self.steps is None else self.steps,
                 "steps_per_epoch": self.steps_per_epoch,
                 "notes": self.notes,
+                "interventions": self.interventions,
             }
         )
 
@@ -214,6 +220,7 @@ class Report:
             steps=steps,
             steps_per_epoch=data.get("steps_per_epoch"),
             notes=data.get("notes"),
+            interventions=data.get("interventions"),
         )
 
     def plot(self, path, title=None):

@@ -37,6 +37,7 @@ subset, the rest take the defaults of `DEFAULT_CONFIG`):
 | `snapshots` | `kt.callbacks.SnapshotEnsemble` cycles, or `None` |
 | `swa` | `{"start_fraction": f}`: `kt.callbacks.SWA` from epoch `floor(f·epochs)`, or `None` |
 | `precise_bn` | `kt.callbacks.PreciseBatchNorm` arguments (`num_batches`), or `None` |
+| `self_healing` | `kt.callbacks.SelfHealing` arguments (`{}`: its defaults), or `None`: off |
 | `label_smoothing` | ε of the loss (0: none) |
 | `label_smoothing_convention` | `convention` of `kt.losses.SparseCategoricalCrossentropy`, or `None`: its default |
 | `dropout` | dropout rate for model builders that take one (`None`: the builder's) |
@@ -110,6 +111,7 @@ DEFAULT_CONFIG = _freeze({
     "snapshots": None,
     "swa": None,
     "precise_bn": None,
+    "self_healing": {},
     "label_smoothing": 0.0,
     "label_smoothing_convention": None,
     "dropout": None,
@@ -338,6 +340,7 @@ _SIMPLE_FIELDS = {
         "a mapping of keras.callbacks.EarlyStopping arguments or None", lambda v: v is None or _is_mapping(v)),
     "swa": ("a mapping with `start_fraction` (kt.callbacks.SWA) or None", lambda v: v is None or _is_mapping(v)),
     "precise_bn": ("a mapping of kt.callbacks.PreciseBatchNorm arguments or None", lambda v: v is None or _is_mapping(v)),
+    "self_healing": ("a mapping of kt.callbacks.SelfHealing arguments or None", lambda v: v is None or _is_mapping(v)),
 }
 
 
@@ -410,6 +413,7 @@ def _check_callback_options(config):
         "plateau": (kt_callbacks.PlateauDecay, (), lambda o: kt_callbacks.PlateauDecay(**o)),
         "early_stopping": (keras.callbacks.EarlyStopping, (), lambda o: keras.callbacks.EarlyStopping(**o)),
         "precise_bn": (kt_callbacks.PreciseBatchNorm, ("data",), lambda o: kt_callbacks.PreciseBatchNorm(**o)),
+        "self_healing": (kt_callbacks.SelfHealing, (), lambda o: kt_callbacks.SelfHealing(**o)),
     }
     for field, (cls, leave_out, build) in builders.items():
         value = config[field]
@@ -700,8 +704,9 @@ class Recipe:
 
         Returns:
             A list of `keras.callbacks.Callback`: snapshots, SWA, precise BN,
-            plateau decay, then early stopping (a reduction is tried before
-            training stops).
+            plateau decay, early stopping (a reduction is tried before
+            training stops), then self-healing (last: when it gives up, the
+            others have ended).
 
         Raises:
             ValueError: when a recipe misses `epochs`, `directory` or `data`.
@@ -747,6 +752,8 @@ class Recipe:
             result.append(kt_callbacks.PlateauDecay(**_thaw(config["plateau"])))
         if config["early_stopping"]:
             result.append(keras.callbacks.EarlyStopping(**_thaw(config["early_stopping"])))
+        if config["self_healing"] is not None:
+            result.append(kt_callbacks.SelfHealing(**_thaw(config["self_healing"])))
         return result
 
     def loss(self, from_logits=False, sparse=True):

@@ -9,8 +9,8 @@ after that batch, like a machine that disappears mid-epoch.
 It trains a small MLP on 512 digits with a global batch of 64 (8 steps per
 epoch), with the toolkit's SGD and callbacks (warmup, plateau decay, momentum
 schedule in the optimizer, SWA, snapshots, diagnostics) and `keras.callbacks.BackupAndRestore`,
-then distils it into a smaller student for one epoch (`kt.models.Distiller`)
-and writes `out-<name>.npz` (weights), `student-<name>.npz` and
+then distils it into a smaller student for one epoch (`kt.models.Distiller`,
+with a NaN in one example, healed by `kt.callbacks.SelfHealing`) and writes `out-<name>.npz` (weights), `student-<name>.npz` and
 `out-<name>.json` (history, callback state, files) in `root`.
 """
 
@@ -116,7 +116,13 @@ with strategy.scope():
     distiller.compile(kt.optimizers.SGD(0.1),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 student_before = student.get_weights()
-distilled = distiller.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+# A NaN in one example of batch 5 (one worker's share of it): SelfHealing rolls the
+# distillation back at that step, on both workers as in the single process.
+x_nan = x.copy()
+x_nan[5 * GLOBAL_BATCH + 40, 3] = np.nan
+healing = kt.callbacks.SelfHealing(snapshot_every=1)
+distilled = distiller.fit(x_nan, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0,
+                          callbacks=[healing])
 np.savez(os.path.join(root, f"student-{name}.npz"), *student.get_weights())
 from kerastoolkit.distribute import cluster  # noqa: E402
 
@@ -134,6 +140,8 @@ with open(os.path.join(root, f"out-{name}.json"), "w") as f:
         "lr": seen_lr,
         "momentum": seen_momentum,
         "distiller_loss": distilled.history["loss"],
+        "healing": [[e["step"], e["batch"], e["restored"]["batch"], e["seen"]["kind"]]
+                    for e in healing.interventions],
         "student_moved": max(float(np.abs(a - b).max())
                              for a, b in zip(student.get_weights(), student_before)),
         "diagnostics": {"steps": diagnostics.step_losses()[0].tolist(),

@@ -9,7 +9,7 @@ free ports, each process killed after a time bound or when a peer fails:
   callbacks (snapshots, warmup, plateau decay, SWA, diagnostics) and
   `BackupAndRestore`; global batch 64 (32 per replica);
   then one epoch of `kt.models.Distiller` from that model into a smaller
-  student;
+  student, a NaN in one example healed by `kt.callbacks.SelfHealing`;
 - S: one process, default strategy, the same model, data and global batch;
 - K: the same two-worker job, worker 1 SIGKILLed after batch 3 of epoch 2
   (the other is then stopped, as a cluster manager would), then restarted.
@@ -111,6 +111,17 @@ def test_distiller_trains_the_same_on_two_workers(runs):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(worker["distiller_loss"], single["distiller_loss"], rtol=1e-5)
     assert single["student_moved"] > 1e-2  # it trained: not two copies of the start
+
+
+def test_self_healing_decides_the_same_on_every_worker(runs):
+    """The Distiller's fit has a NaN in one example of batch 5, which one
+    worker's share holds: SelfHealing reads the loss summed over both
+    workers, so both roll back at that step to the snapshot before it, as
+    the single process does (the student weights above agree too)."""
+    expected = [[6, 5, 4, "non_finite_loss"]]
+    assert runs["single"]["healing"] == expected
+    for worker in runs["workers"] + runs["resumed"]:
+        assert worker["healing"] == expected
 
 
 def test_fit_reports_global_metrics(runs):

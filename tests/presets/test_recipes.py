@@ -158,7 +158,8 @@ def test_adam_preset_is_the_lecture_default_with_plateau_then_early_stopping():
     assert (float(optimizer.learning_rate), optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == pytest.approx(
         (1e-3, 0.9, 0.999, 1e-8)
     )
-    plateau, stopping = recipe.callbacks()
+    plateau, stopping, healing = recipe.callbacks()
+    assert isinstance(healing, kt.callbacks.SelfHealing)  # on by default, last
     assert isinstance(plateau, kt.callbacks.PlateauDecay) and plateau.patience == 4
     assert isinstance(stopping, keras.callbacks.EarlyStopping) and stopping.restore_best_weights
     assert float(kt.presets.get("karpathy_adam").optimizer().learning_rate) == pytest.approx(3e-4)
@@ -182,7 +183,7 @@ def test_sgd_warmup_cosine_follows_goyal_and_cosine_formulas():
     for t in [0, 1, 17, 49, 50, 51, 120, 199, 200, 260]:
         assert _rate(optimizer, t) == pytest.approx(expected(t), rel=1e-5, abs=1e-9), t
     # The recipe's diagnosis fix: early stopping that restores the best weights.
-    (stopping,) = recipe.callbacks()
+    stopping, _ = recipe.callbacks()
     assert isinstance(stopping, keras.callbacks.EarlyStopping) and stopping.restore_best_weights
 
 
@@ -345,7 +346,7 @@ def test_compile_adds_the_l2_penalty(digits):
 def test_swa_and_precise_bn_fields_build_their_callbacks():
     x = np.zeros((8, 64), "float32")
     recipe = kt.presets.get("adam", swa={"start_fraction": 0.75, "frequency": 2}, precise_bn={"num_batches": 3})
-    swa, precise, plateau, stopping = recipe.callbacks(epochs=8, data=x)
+    swa, precise, plateau, stopping, _ = recipe.callbacks(epochs=8, data=x)
     assert isinstance(swa, kt.callbacks.SWA) and swa.start_epoch == 6 and swa.frequency == 2
     assert isinstance(precise, kt.callbacks.PreciseBatchNorm) and precise.num_batches == 3
     assert isinstance(plateau, kt.callbacks.PlateauDecay) and isinstance(stopping, keras.callbacks.EarlyStopping)
