@@ -641,6 +641,30 @@ class Recipe:
         module = _import_part("an augmentation policy", "kerastoolkit.data.augmentation")
         return module.augmentation(policy, **_thaw(self.config["augmentation_options"]))
 
+    def tta_views(self, image_shape=None):
+        """The test-time-augmentation views that match the recipe's augmentation.
+
+        The deterministic views its training policy itself draws
+        (`kt.models.tta.views_for_augmentation`): flips and one-pixel shifts
+        when the policy flips and translates, only `"identity"` without a
+        policy. `kt.models.TTAPredictor.for_recipe(model, recipe)` predicts
+        with them.
+
+        Args:
+            image_shape: `(H, W, C)` of the images. Defaults to `None`: the
+                input shape of the recipe's `dataset`.
+
+        Returns:
+            A list of view names for `kt.models.TTAPredictor`.
+        """
+        from kerastoolkit.models import tta
+
+        if image_shape is None:
+            from kerastoolkit import data
+
+            image_shape = data.info(self.config["dataset"]).input_shape
+        return tta.views_for_augmentation(self.augmentation(), image_shape)
+
     def standardization(self, data=None):
         """The recipe's input standardization layer, adapted to `data` when given.
 
