@@ -1,0 +1,95 @@
+"""Presets as `kerastoolkit train --preset P` runs them: their own sizes, a healthy diagnosis, an export.
+
+The healthy-diagnosis check trains every preset that lists digits exactly as
+the command does (in this process, `cli.main`), with only the SavedModel
+export left out (it is the same for every preset and tested elsewhere).
+BENCHMARKS.md has the same check for the presets that list other datasets.
+"""
+
+import argparse
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import kerastoolkit as kt
+from kerastoolkit import cli
+from kerastoolkit.cli import train as cli_train
+from tests.conftest import requires_tensorflow
+
+DIGITS_PRESETS = [name for name in kt.presets.names() if kt.presets.get(name).config["dataset"] == "digits"]
+NEW_PRESETS = ["accurate"]
+
+
+def _args(**flags):
+    defaults = {"dataset": "digits", "epochs": None, "batch_size": None, "validation_fraction": 0.1,
+                "warmup_epochs": None, "snapshots": None}
+    return argparse.Namespace(**dict(defaults, **flags))
+
+
+def test_a_recipes_own_epochs_and_batch_size_are_used_unless_given():
+    fast = kt.presets.get("fast")  # 5 epochs at batch 128, checked on Fashion-MNIST
+    assert fast.config["dataset"] != "digits"
+    assert cli_train._sizes(fast, _args()) == (5, 128)
+    assert cli_train._sizes(fast, _args(epochs=3)) == (3, 128)
+    assert cli_train._sizes(fast, _args(batch_size=16)) == (5, 16)
+    assert cli_train._sizes(kt.presets.get("adam"), _args()) == (30, 32)  # no sizes of its own: the dataset's
+    assert cli_train._sizes(kt.presets.get("adam"), _args(dataset="fashion_mnist")) == (10, 128)
+
+
+def test_a_recipes_own_sizes_that_do_not_fit_are_one_line(capsys):
+    fast = kt.presets.get("fast")
+    # 0.93 of digits' 1437 examples held out leaves 101: fewer than the recipe's batch of 128.
+    assert cli_train._sizes(fast, _args(validation_fraction=0.93)) == 2
+    assert "preset 'fast' trains with batches of 128, more than the 101 training examples" in capsys.readouterr().err
+    # A warmup as long as the recipe's own 5 epochs (the dataset's 30 would allow it).
+    assert cli_train._sizes(fast, _args(warmup_epochs=5)) == 2
+    err = capsys.readouterr().err
+    assert "argument --warmup-epochs: must be fewer than the number of epochs (5, preset 'fast''s own), got 5" in err
+
+
+@pytest.fixture
+def diagnosed(monkeypatch):
+    """`cli.main` trains as usual; the export step only records the diagnosis and the metadata."""
+    runs = {}
+
+    def record(model, out, args, data, diagnostics, metadata):
+        runs[args.preset] = (diagnostics.report, metadata, model.predict(data.x_test, verbose=0), data.y_test)
+
+    monkeypatch.setattr(cli_train, "_export_and_diagnose", record)
+    return runs
+
+
+@requires_tensorflow
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DIGITS_PRESETS)
+def test_each_digits_preset_trains_healthy_by_the_toolkits_own_diagnosis(name, diagnosed, tmp_path):
+    assert cli.main(["train", "--preset", name, "--out", str(tmp_path), "--verbose", "0"]) == 0
+    report, metadata, probabilities, labels = diagnosed[name]
+    assert report.healthy, str(report)
+    assert metadata["epochs"] == (kt.presets.get(name).config["epochs"] or 30)
+    assert np.mean(np.argmax(probabilities, axis=1) == labels) >= 0.95  # the published MLP/CNN range on digits
+
+
+@requires_tensorflow
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW_PRESETS)
+def test_each_new_preset_trains_and_exports_on_digits(name, tmp_path):
+    out = str(tmp_path / "models")
+    assert cli.main(["train", "--preset", name, "--epochs", "2", "--out", out, "--verbose", "0"]) == 0
+    version = os.path.join(out, "1")
+    with open(os.path.join(version, "assets", "kerastoolkit_metadata.json")) as f:
+        metadata = json.load(f)
+    recipe = kt.presets.get(name)
+    assert metadata["epochs"] == 2 and metadata["batch_size"] == recipe.config["batch_size"]
+    assert metadata["augmentation"] == recipe.config["augmentation"]
+    model = keras.saving.load_model(os.path.join(version, "model.keras"))
+    # The recipe's augmentation settings reach the model (digits: no flip, no rotation).
+    augment = model.get_layer("augmentation").layer
+    kinds = {type(layer).__name__: layer.get_config() for layer in augment.layers}
+    assert "RandomFlip" not in kinds and "RandomRotation" not in kinds
+    assert kinds["RandomTranslation"]["height_factor"] == recipe.config["augmentation_options"]["translation"]
+    x_test, _ = kt.data.load("digits", "test", as_numpy=True, raw=True)
+    np.testing.assert_allclose(kt.export.load(version)(x_test), model.predict(x_test, verbose=0), atol=1e-5)
