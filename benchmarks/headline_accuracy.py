@@ -49,9 +49,7 @@ ABLATION = {
 }
 VIEW_SETS = {
     "flip": ["identity", "hflip"],
-    "shift1": ["identity", "shift:1"],
     "flip+shift1": ["identity", "hflip", "shift:1"],
-    "flip+shift2": ["identity", "hflip", "shift:2"],
 }
 
 
@@ -76,13 +74,17 @@ def averages_after_the_run(model, log, recipe, x_test, y_test):
     entry for the last epoch alone is the run without SWA.
     """
     final = model.get_weights()
-    views = recipe.tta_views((28, 28, 1)) if recipe is not None else ["identity"]
+    views = recipe.tta_views((28, 28, 1))
+    epochs = len(log.weights)
+    swa = recipe.config["swa"]
+    with_tta = {epochs, int(swa["start_fraction"] * epochs) + 1 if swa else epochs}  # TTA costs K passes
     table = {}
-    for start in range(len(log.weights) // 2, len(log.weights)):
+    for start in range(epochs // 2, epochs):
         kept = log.weights[start:]
         model.set_weights([np.mean([w[i] for w in kept], axis=0) for i in range(len(final))])
-        table[start + 1] = {"plain": accuracy(model, x_test, y_test),
-                            "tta": accuracy(kt.models.TTAPredictor(model, views), x_test, y_test, batch_size=500)}
+        table[start + 1] = {"plain": accuracy(model, x_test, y_test)}
+        if start + 1 in with_tta:
+            table[start + 1]["tta"] = accuracy(kt.models.TTAPredictor(model, views), x_test, y_test, batch_size=500)
     model.set_weights(final)
     return table
 

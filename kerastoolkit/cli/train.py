@@ -107,7 +107,7 @@ def add_training_flags(train, out_default="savedmodels/DATASET"):
         help=(
             "training recipe: a kt.presets name (adam, karpathy_adam, sgd_warmup_cosine, "
             "snapshot_ensemble, sgd_momentum_step, goyal_large_batch, cosine_warmup_adamw, swats, "
-            "lookahead_adam, fast; `kerastoolkit presets` describes them) or a recipe file "
+            "lookahead_adam, fast, accurate; `kerastoolkit presets` describes them) or a recipe file "
             "(.yaml/.json, kt.presets.load); the flags below override its parts (default: adam)"
         ),
     )
