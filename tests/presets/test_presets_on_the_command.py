@@ -93,3 +93,19 @@ def test_each_new_preset_trains_and_exports_on_digits(name, tmp_path):
     assert kinds["RandomTranslation"]["height_factor"] == recipe.config["augmentation_options"]["translation"]
     x_test, _ = kt.data.load("digits", "test", as_numpy=True, raw=True)
     np.testing.assert_allclose(kt.export.load(version)(x_test), model.predict(x_test, verbose=0), atol=1e-5)
+
+
+def test_sgd_momentum_step_decays_weights_as_he_et_al():
+    # He et al. add 1e-4·w to every gradient (Caffe/Torch weight decay): an L2
+    # penalty (1e-4 / 2)·Σw². Decoupled 1e-4 (w ← w − η·1e-4·w) is ten times weaker
+    # under momentum 0.9, where the gradient's term accumulates to 1/(1 − 0.9) times.
+    import tensorflow as tf
+
+    recipe = kt.presets.get("sgd_momentum_step")
+    assert recipe.config["weight_decay"] is None  # not decoupled on top
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, use_bias=False)])
+    recipe.compile(model, steps_per_epoch=1, epochs=4, batch_size=128)
+    kernel = model.layers[0].kernel
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(model.losses)
+    np.testing.assert_allclose(tape.gradient(penalty, kernel).numpy(), 1e-4 * kernel.numpy(), rtol=1e-5)
