@@ -89,6 +89,26 @@ def averages_after_the_run(model, log, recipe, x_test, y_test):
     return table
 
 
+def tta_timing(recipe, model_path, x_test, repeats=7):
+    """`TTAPredictor.for_recipe` against K single predictions of the same images (medians, interleaved)."""
+    model = keras.saving.load_model(model_path)
+    tta = kt.models.TTAPredictor.for_recipe(model, recipe)
+    k = tta.num_views
+    model.predict(x_test, batch_size=500, verbose=0)
+    tta.predict(x_test, batch_size=500, verbose=0)
+    single, views = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict(x_test, batch_size=500, verbose=0)
+        middle = time.perf_counter()
+        tta.predict(x_test, batch_size=500, verbose=0)
+        views.append(time.perf_counter() - middle)
+        single.append(middle - start)
+    s, t = float(np.median(single)), float(np.median(views))
+    return {"views": tta.views, "k": k, "single_seconds": s, "tta_seconds": t, "ratio_to_k_singles": t / (k * s),
+            "all_single": single, "all_tta": views}
+
+
 def range_test(recipe, x, y, seed):
     import tensorflow as tf
 
@@ -117,6 +137,7 @@ def main():
     parser.add_argument("--out", default="benchmarks/results/headline_accuracy.json")
     parser.add_argument("--models", default=None, help="folder to save every trained model in (.keras)")
     parser.add_argument("--range-test", action="store_true")
+    parser.add_argument("--tta-timing", metavar="MODEL.keras", help="time the recipe's TTA on a saved model")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     recipe = kt.presets.get(args.preset, **overrides)
@@ -129,6 +150,14 @@ def main():
         record.update(range_test(recipe, x, y, args.seeds[0]))
         results.add(record)
         print({k: record[k] for k in ("valley", "steepest", "suggestion", "steps")})
+        return
+    if args.tta_timing:
+        record = {"run": "tta_timing" + args.label, "seed": args.seeds[0], "model": args.tta_timing,
+                  "machine_before": machine()}
+        record.update(tta_timing(recipe, args.tta_timing, x_test))
+        record["machine_after"] = machine()
+        results.add(record)
+        print({k: v for k, v in record.items() if not k.startswith("all_")})
         return
     for seed in args.seeds:
         for run in args.runs.split(","):

@@ -226,6 +226,23 @@ PRESETS = {
         dtype_policy="mixed_bfloat16",
         dataset="fashion_mnist",
     ),
+    "fast_float32": _preset(
+        "The fastest recipe found here for small image classification on a CPU without "
+        "bfloat16 units (float32; mixed_bfloat16 ran 3.5x slower there): batch 256, Adam on a "
+        "one-cycle schedule over 3 epochs peaking at 5.7e-3 (fast's 4e-3 at batch 128 scaled "
+        "by the square root of the batch ratio), per-channel input standardization.",
+        "Smith & Topin 2019 (super-convergence, one-cycle); Malladi et al. 2022 (square-root "
+        "scaling of Adam's rate with the batch); measured in benchmarks/headline_speed.py "
+        "(BENCHMARKS.md, issue 23)",
+        optimizer="adam",
+        learning_rate=5.7e-3,
+        schedule="one_cycle",
+        schedule_options={"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
+        batch_size=256,
+        epochs=3,
+        standardization="per_channel",
+        dataset="fashion_mnist",
+    ),
     "accurate": _preset(
         "The most accurate recipe found here for a small CNN on small images in 10 epochs: "
         "per-channel standardization, horizontal flips (the augmentation that suits clothes: "
