@@ -107,8 +107,8 @@ def add_training_flags(train, out_default="savedmodels/DATASET"):
         help=(
             "training recipe: a kt.presets name (adam, karpathy_adam, sgd_warmup_cosine, "
             "snapshot_ensemble, sgd_momentum_step, goyal_large_batch, cosine_warmup_adamw, swats, "
-            "lookahead_adam, fast, accurate; `kerastoolkit presets` describes them) or a recipe file "
-            "(.yaml/.json, kt.presets.load); the flags below override its parts (default: adam)"
+            "lookahead_adam, fast, fast_float32, accurate; `kerastoolkit presets` describes them) or a "
+            "recipe file (.yaml/.json, kt.presets.load); the flags below override its parts (default: adam)"
         ),
     )
     train.add_argument(
