@@ -270,6 +270,7 @@ def run(args):
                                                             **train._policy_options(recipe, policy))
                 except ValueError as error:
                     return fail(f"argument --augment: {error}", 2)
+                augmentation, policy = train._unless_empty(augmentation, policy, args.dataset)
             student = kt.models.default_classifier(
                 data.meta.input_shape, data.meta.num_classes, normalization_data=data.x_fit,
                 name=f"{args.dataset}_student", dropout=recipe.config["dropout"],

@@ -388,6 +388,7 @@ def run(args):
                                                             **_policy_options(recipe, policy))
                 except ValueError as error:
                     return fail(f"argument --augment: {error}", 2)
+                augmentation, policy = _unless_empty(augmentation, policy, args.dataset)
             model = kt.models.default_classifier(
                 meta.input_shape, meta.num_classes, normalization_data=x_fit,
                 name=f"{args.dataset}_classifier", augmentation=augmentation, dropout=recipe.config["dropout"],
@@ -463,6 +464,15 @@ def _sizes(recipe, args):
 def _policy_options(recipe, policy):
     """The recipe's `augmentation_options` when `policy` is the recipe's own policy (not --augment's)."""
     return dict(recipe.config["augmentation_options"]) if policy == recipe.config["augmentation"] else {}
+
+
+def _unless_empty(augmentation, policy, dataset):
+    """`(augmentation, policy)`, or `(None, None)` said aloud when nothing of the policy suits the dataset."""
+    if augmentation is not None and not augmentation.layers:  # e.g. flips only, and digits are not flipped
+        print(f"augmentation {policy}: none of its operations suits {dataset} with these settings; "
+              "training without augmentation")
+        return None, None
+    return augmentation, policy
 
 
 def _start(args, out):
