@@ -305,6 +305,8 @@ def run(args):
             callbacks.append(diagnostics)  # last: its log has the rate PlateauDecay sets
             history = distiller.fit(training, epochs=epochs, validation_data=validation, shuffle=False,
                                     callbacks=callbacks, verbose=verbose)
+            # model.keras keeps the optimizer that trained the student, to fine-tune or resume.
+            student.compile(optimizer=distiller.optimizer, loss=recipe.loss(), metrics=["accuracy"])
             train._export_and_diagnose(student, out, args, data, diagnostics, {
                 "dataset": args.dataset, "recipe": recipe, "seed": args.seed, "epochs": epochs,
                 "epochs_trained": len(history.epoch), "batch_size": batch_size, "augmentation": policy,
