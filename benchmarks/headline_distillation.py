@@ -7,7 +7,8 @@
 
 Teacher: an ensemble (`kt.models.Ensemble`, the average of the members'
 distributions) of CNNs trained by `headline_accuracy.py` (the issue's CNN
-and the `accurate` preset). Student: the same CNN made narrow (`--student`
+and the `accurate` preset), predicted with TTA on `--teacher-views` when
+given (`kt.models.TTAPredictor` around the ensemble). Student: the same CNN made narrow (`--student`
 filters and dense units), at most a tenth of the teacher's parameters.
 Every student is trained with the same recipe (`--preset`, default
 `accurate`: its optimizer, schedule, augmentation, label smoothing and SWA)
@@ -42,9 +43,11 @@ import kerastoolkit as kt  # noqa: E402
 from _cnn import EpochLog, Results, accuracy, cnn, fashion, machine, run_recipe  # noqa: E402
 
 
-def teacher_ensemble(paths):
+def teacher_ensemble(paths, views=None):
+    """The members' ensemble, predicted with TTA on `views` when given."""
     members = [keras.saving.load_model(p, compile=False) for p in paths]
-    return kt.models.Ensemble(members)
+    ensemble = kt.models.Ensemble(members)
+    return (kt.models.TTAPredictor(ensemble, views) if views else ensemble), members
 
 
 def pipeline(recipe, x, targets, seed):
@@ -90,6 +93,8 @@ def soft_targets(kind, teacher, x, temperature, folder):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teachers", required=True, help="comma-separated .keras members of the teacher ensemble")
+    parser.add_argument("--teacher-views", nargs="*", default=None,
+                        help="predict the teacher ensemble with TTA on these views (e.g. identity hflip)")
     parser.add_argument("--student", type=int, nargs=3, default=[16, 32, 64], metavar=("F1", "F2", "DENSE"))
     parser.add_argument("--preset", default="accurate")
     parser.add_argument("--runs", default="alone,live,stored,black_box")
@@ -105,13 +110,14 @@ def main():
     args = parser.parse_args()
     x, y, x_test, y_test = fashion()
     recipe = kt.presets.get(args.preset)
-    teacher = teacher_ensemble(args.teachers.split(","))
+    teacher, members = teacher_ensemble(args.teachers.split(","), args.teacher_views)
     student_params = cnn(recipe, x[:100], filters=args.student[:2], dense=args.student[2]).count_params()
-    teacher_params = sum(m.count_params() for m in teacher.members)
+    teacher_params = sum(m.count_params() for m in members)
     results = Results(args.out)
     folder = tempfile.mkdtemp(prefix="kt_distil_")
     if not results.find(run="teacher" + args.label, seed=0):
         results.add({"run": "teacher" + args.label, "seed": 0, "members": args.teachers.split(","),
+                     "views": args.teacher_views,
                      "test_accuracy": accuracy(teacher, x_test, y_test), "parameters": teacher_params,
                      "student_parameters": student_params, "machine": machine()})
     print(results.find(run="teacher" + args.label, seed=0), flush=True)
