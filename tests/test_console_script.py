@@ -156,6 +156,12 @@ def test_an_unwritable_out_is_one_line(user):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_wrong_distill_argument_is_one_line(user):
+    result = user("distill", "teacher.keras", "--alpha", "2")  # checked before the teacher is looked for
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "kerastoolkit: error: argument --alpha: must be a finite number in [0, 1], got 2\n"
+
+
 @requires_tensorflow
 @pytest.mark.slow
 def test_ctrl_c_during_train_prints_one_line_cleans_up_and_exits_130(user):
