@@ -228,17 +228,17 @@ PRESETS = {
     ),
     "fast_float32": _preset(
         "The fastest recipe found here for small image classification on a CPU without "
-        "bfloat16 units (float32; mixed_bfloat16 ran 3.5x slower there): batch 256, Adam on a "
-        "one-cycle schedule over 3 epochs peaking at 5.7e-3 (fast's 4e-3 at batch 128 scaled "
-        "by the square root of the batch ratio), per-channel input standardization.",
-        "Smith & Topin 2019 (super-convergence, one-cycle); Malladi et al. 2022 (square-root "
-        "scaling of Adam's rate with the batch); measured in benchmarks/headline_speed.py "
-        "(BENCHMARKS.md, issue 23)",
+        "bfloat16 units (AVX2 only: mixed_bfloat16 is emulated there and slower than float32): "
+        "float32, batch 128 (256 and 512 were slower per epoch on a 2-core AVX2 CPU and no more "
+        "accurate), Adam on a one-cycle schedule peaking at 4e-3 over 3 epochs, per-channel "
+        "input standardization.",
+        "Smith & Topin 2019 (super-convergence, one-cycle); measured in "
+        "benchmarks/headline_speed.py (BENCHMARKS.md, issue 23)",
         optimizer="adam",
-        learning_rate=5.7e-3,
+        learning_rate=4e-3,
         schedule="one_cycle",
         schedule_options={"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
-        batch_size=256,
+        batch_size=128,
         epochs=3,
         standardization="per_channel",
         dataset="fashion_mnist",
