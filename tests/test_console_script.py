@@ -61,7 +61,7 @@ def test_version_and_help(user):
 
     assert _ok(user("--version")).strip() == f"kerastoolkit {__version__}"
     text = _ok(user("--help"))
-    for command in ("train", "presets", "export", "diagnose"):
+    for command in ("train", "presets", "export", "diagnose", "distill"):
         assert command in text
         assert "usage: kerastoolkit " + command in _ok(user(command, "--help"))
 
@@ -184,6 +184,12 @@ def test_an_unwritable_out_is_one_line(user):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_wrong_distill_argument_is_one_line(user):
+    result = user("distill", "teacher.keras", "--alpha", "2")  # checked before the teacher is looked for
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "kerastoolkit: error: argument --alpha: must be a finite number in [0, 1], got 2\n"
+
+
 @requires_tensorflow
 @pytest.mark.slow
 def test_ctrl_c_during_train_prints_one_line_cleans_up_and_exits_130(user):
@@ -202,3 +208,70 @@ def test_ctrl_c_during_train_prints_one_line_cleans_up_and_exits_130(user):
     assert process.returncode == 130, stderr
     assert stderr.strip() == "kerastoolkit: interrupted"
     assert not os.path.exists(os.path.join(user.cwd, "interrupted"))  # nothing left behind
+
+
+def _hinton_loss(student_p, teacher_p, labels, temperature, alpha):
+    """alpha * CE(y, p_s) + (1 - alpha) * T^2 * KL(q || softmax(log p_s / T)), q = softmax(log p_t / T), in NumPy."""
+    def soften(p):
+        z = np.log(np.clip(p.astype("float64"), 1e-7, 1.0)) / temperature
+        z -= z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # log-softmax
+
+    ce = -np.log(np.clip(student_p[np.arange(len(labels)), labels], 1e-7, 1.0))
+    log_q, log_s = soften(teacher_p), soften(student_p)
+    kl = np.sum(np.exp(log_q) * (log_q - log_s), axis=1)
+    return float(np.mean(alpha * ce + (1 - alpha) * temperature**2 * kl))
+
+
+@requires_tensorflow
+@pytest.mark.slow
+@pytest.mark.parametrize("teacher_kind", ["keras", "black_box"])
+def test_distill_trains_the_default_student_on_the_teachers_soft_targets(user, trained, teacher_kind):
+    """`kerastoolkit distill` from train's model.keras (live) and from its SavedModel alone (a black box)."""
+    import keras
+
+    import kerastoolkit as kt
+
+    printed, version = trained
+    if teacher_kind == "keras":
+        teacher = os.path.join(version, "model.keras")
+    else:  # the SavedModel without the Keras model beside it: only its serving signature can answer
+        teacher = os.path.join(user.cwd, "black_box")
+        shutil.copytree(version, os.path.join(teacher, "1"), ignore=shutil.ignore_patterns("model.keras"))
+    out = os.path.join(user.cwd, "students", teacher_kind)
+    # No early stopping or plateau decay: the last epoch's weights are the exported ones.
+    text = _ok(user("distill", teacher, "--out", out, "--epochs", "6", "--temperature", "3", "--alpha", "0.25",
+                    "--early-stopping-patience", "0", "--plateau-patience", "0"))
+    teacher_accuracy = float(printed.split("test accuracy: ")[1].split()[0])
+    assert f"test accuracy {teacher_accuracy:.4f}" in text.split("teacher: ")[1].splitlines()[0]
+    assert ("a live .keras model" if teacher_kind == "keras" else "a black-box SavedModel") in text
+    student_dir = os.path.join(out, "1")
+    for name in ("saved_model.pb", "model.keras", "epochs.csv", "curves.png", "steps.csv", "report.json"):
+        assert os.path.exists(os.path.join(student_dir, name)), name
+    assert "Curve diagnosis" in text and f"SavedModel: {student_dir}" in text
+    with open(os.path.join(student_dir, "assets", "kerastoolkit_metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["teacher"]["kind"] == ("keras" if teacher_kind == "keras" else "saved_model")
+    assert metadata["distillation"] == {"temperature": 3.0, "alpha": 0.25} and metadata["epochs_trained"] == 6
+
+    # The last validation loss is Hinton et al.'s loss of the exported student
+    # against the original teacher on the validation split (the first 10%).
+    x, y = kt.data.load("digits", "train", as_numpy=True, raw=True)
+    x_val, y_val = x[:144], y[:144]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Skipping variable loading")  # the optimizer's state loads too
+        student = keras.saving.load_model(os.path.join(student_dir, "model.keras"))
+    original = keras.saving.load_model(os.path.join(version, "model.keras"))
+    with open(os.path.join(student_dir, "epochs.csv")) as f:
+        last = list(csv.DictReader(f))[-1]
+    expected = _hinton_loss(student.predict(x_val, verbose=0), original.predict(x_val, verbose=0), y_val, 3.0, 0.25)
+    assert float(last["val_loss"]) == pytest.approx(expected, rel=2e-3)
+
+    # The student serves what it learned, and agrees with its teacher.
+    x_test, y_test = kt.data.load("digits", "test", as_numpy=True, raw=True)
+    served = kt.export.load(student_dir)(x_test)
+    np.testing.assert_allclose(served, student.predict(x_test, verbose=0), atol=1e-5)
+    agreement = np.mean(np.argmax(served, axis=1) == np.argmax(original.predict(x_test, verbose=0), axis=1))
+    assert agreement >= 0.9 and np.mean(np.argmax(served, axis=1) == y_test) >= 0.9, agreement

@@ -29,6 +29,7 @@ import os
 import sys
 
 from kerastoolkit.cli import diagnose
+from kerastoolkit.cli import distill
 from kerastoolkit.cli import export
 from kerastoolkit.cli import presets
 from kerastoolkit.cli import train
@@ -67,6 +68,7 @@ COMMANDS = {
     "export": Command(export.add, export.run, export.validate, needs_tensorflow=True),
     # kerastoolkit.diagnostics imports Keras, hence TensorFlow: quietly.
     "diagnose": Command(diagnose.add, diagnose.run, diagnose.validate, needs_tensorflow=True),
+    "distill": Command(distill.add, distill.run, distill.validate, needs_tensorflow=True),
 }
 
 

@@ -61,6 +61,21 @@ def add(subparsers):
             "A run that fails leaves nothing in OUT."
         ),
     )
+    add_training_flags(train)
+    train.add_argument(
+        "--snapshots",
+        type=integer(1, MAX_EPOCHS),
+        metavar="M",
+        help=(
+            "snapshot ensemble: a cyclic cosine learning rate with M cycles, one snapshot per "
+            "cycle, and the averaged ensemble is what gets exported (turns early stopping off)"
+        ),
+    )
+    return train
+
+
+def add_training_flags(train, out_default="savedmodels/DATASET"):
+    """Adds the flags `train` and `distill` share (dataset, recipe, output) to a subparser."""
     train.add_argument(
         "--dataset",
         default="digits",
@@ -71,15 +86,18 @@ def add(subparsers):
         "--epochs",
         type=integer(1, MAX_EPOCHS),
         metavar="N",
-        help="number of epochs (default: 30 for digits, 10 for fashion_mnist, 40 for mnist1d)",
+        help=(
+            "number of epochs (default: the preset's own, else 30 for digits, 10 for fashion_mnist, "
+            "40 for mnist1d)"
+        ),
     )
     train.add_argument(
         "--batch-size",
         type=integer(1),
         metavar="B",
         help=(
-            "mini-batch size, at most the number of training examples "
-            "(default: 32 for digits, 128 for fashion_mnist, 64 for mnist1d)"
+            "mini-batch size, at most the number of training examples (default: the preset's own, "
+            "else 32 for digits, 128 for fashion_mnist, 64 for mnist1d)"
         ),
     )
     train.add_argument(
@@ -89,8 +107,8 @@ def add(subparsers):
         help=(
             "training recipe: a kt.presets name (adam, karpathy_adam, sgd_warmup_cosine, "
             "snapshot_ensemble, sgd_momentum_step, goyal_large_batch, cosine_warmup_adamw, swats, "
-            "lookahead_adam, fast; `kerastoolkit presets` describes them) or a recipe file "
-            "(.yaml/.json, kt.presets.load); the flags below override its parts (default: adam)"
+            "lookahead_adam, fast, fast_float32, accurate; `kerastoolkit presets` describes them) or a "
+            "recipe file (.yaml/.json, kt.presets.load); the flags below override its parts (default: adam)"
         ),
     )
     train.add_argument(
@@ -116,15 +134,6 @@ def add(subparsers):
             "reduce the learning rate after this many epochs without validation-loss "
             "improvement (kt.callbacks.PlateauDecay, works with schedules); 0 turns it off "
             "(default: the preset's)"
-        ),
-    )
-    train.add_argument(
-        "--snapshots",
-        type=integer(1, MAX_EPOCHS),
-        metavar="M",
-        help=(
-            "snapshot ensemble: a cyclic cosine learning rate with M cycles, one snapshot per "
-            "cycle, and the averaged ensemble is what gets exported (turns early stopping off)"
         ),
     )
     train.add_argument(
@@ -196,7 +205,7 @@ def add(subparsers):
         "--out",
         type=output_folder,
         metavar="DIR",
-        help="export root; the model goes to OUT/<next version>/ (default: savedmodels/DATASET)",
+        help=f"export root; the model goes to OUT/<next version>/ (default: {out_default})",
     )
     train.add_argument(
         "--seed",
@@ -348,7 +357,6 @@ def _staging_folder(out):
 def run(args):
     """Runs `kerastoolkit train` for parsed (and validated) arguments."""
     import keras
-    import numpy as np
 
     import kerastoolkit as kt
 
@@ -356,10 +364,10 @@ def run(args):
         recipe = kt.presets.get(args.preset)  # a name, or a recipe file (.yaml/.json)
     except (ValueError, KeyError, TypeError, OSError) as error:
         return fail(f"argument --preset: {error}", 2)
-    defaults = TRAIN_DEFAULTS[args.dataset]
-    own = recipe.config["dataset"] == args.dataset  # the recipe's sizes are for its dataset
-    epochs = args.epochs or (own and recipe.config["epochs"]) or defaults["epochs"]
-    batch_size = args.batch_size or (own and recipe.config["batch_size"]) or defaults["batch_size"]
+    sizes = _sizes(recipe, args)
+    if isinstance(sizes, int):
+        return sizes
+    epochs, batch_size = sizes
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     out = args.out or os.path.join("savedmodels", args.dataset)
     images = args.dataset in IMAGE_DATASETS
@@ -370,37 +378,12 @@ def run(args):
         return fail(f"preset {recipe.name!r} augments images ({policy}); {args.dataset} is not images: "
                      "pass --augment none", 2)
 
-    # Prepare the data before seeding (kt.data.prepare also leaves the random
-    # state alone): the first run trains the same model as every later one.
-    try:
-        kt.data.prepare(args.dataset)
-    except FileNotFoundError as error:
-        return fail(str(error))
-    keras.utils.set_random_seed(args.seed)
-    try:
-        strategy = kt.distribute.strategy(args.strategy, verbose=0)
-    except (ValueError, RuntimeError) as error:
-        return fail(f"argument --strategy: {error}", 2)
-    if strategy.num_replicas_in_sync > 1 or args.strategy not in ("auto", "none"):
-        print(f"strategy: {kt.distribute.strategy_name(strategy)}, "
-              f"{strategy.num_replicas_in_sync} replica(s)")
-    if not kt.distribute.is_chief():
-        # Every worker trains; only the chief's files stay (removed at exit).
-        task_type, index = kt.distribute.task()
-        out = kt.distribute.chief_path(out)
-        print(f"{task_type} {index} is not the chief: its copy of the output goes to {out}, "
-              "removed at exit")
-    meta = kt.data.info(args.dataset)
-    # Images stay raw (uint8): the model standardizes them inside, so the
-    # exported SavedModel serves the pixels as they come.
-    x_train, y_train = kt.data.load(args.dataset, "train", as_numpy=True, raw=images)
-    x_test, y_test = kt.data.load(args.dataset, "test", as_numpy=True, raw=images)
-    n_val = int(round(len(x_train) * args.validation_fraction))
-    validation = (x_train[:n_val], y_train[:n_val]) if n_val else None
-    x_fit, y_fit = x_train[n_val:], y_train[n_val:]
-    # A tf.data pipeline reshuffled every epoch (fit(numpy, shuffle=True) after
-    # keras.utils.set_random_seed feeds the same order every epoch on TF).
-    train_data = kt.data.load(args.dataset, f"train[{n_val}:]", batch_size=batch_size, seed=args.seed, raw=images)
+    started = _start(args, out)
+    if isinstance(started, int):
+        return started
+    strategy, out = started
+    data = _load(args, batch_size)
+    meta, x_fit, y_fit, validation, train_data = data.meta, data.x_fit, data.y_fit, data.validation, data.train
 
     description = recipe.description
     recipe = _recipe(recipe, args, has_validation=validation is not None)
@@ -413,9 +396,11 @@ def run(args):
             augmentation = None
             if policy is not None:
                 try:
-                    augmentation = kt.data.augmentation_for(args.dataset, policy, raw=images, seed=args.seed)
+                    augmentation = kt.data.augmentation_for(args.dataset, policy, raw=images, seed=args.seed,
+                                                            **_policy_options(recipe, policy))
                 except ValueError as error:
                     return fail(f"argument --augment: {error}", 2)
+                augmentation, policy = _unless_empty(augmentation, policy, args.dataset)
             model = kt.models.default_classifier(
                 meta.input_shape, meta.num_classes, normalization_data=x_fit,
                 name=f"{args.dataset}_classifier", augmentation=augmentation, dropout=recipe.config["dropout"],
@@ -457,34 +442,11 @@ def run(args):
             if snapshot is not None:
                 model = snapshot.ensemble  # exported and saved as it is, uncompiled
                 print(f"snapshot ensemble of {len(model.members)} models")
-            probabilities = model.predict(x_test, batch_size=256, verbose=0)
-            test_accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
-            test_loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities)))
-            print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
-
-            version_dir = kt.export.saved_model(
-                model, out,
-                class_names=CLASS_NAMES.get(args.dataset, [str(c) for c in range(meta.num_classes)]),
-                metadata={
-                    "dataset": args.dataset, "recipe": recipe, "seed": args.seed, "epochs": epochs,
-                    "epochs_trained": len(history.epoch),  # fewer when early stopping ended the run
-                    "batch_size": batch_size, "augmentation": policy,
-                    "metrics": {"test_accuracy": test_accuracy, "test_loss": test_loss},
-                },
-            )
-            model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
-            # The diagnosis beside it, under the names CurveDiagnostics gives its
-            # files: epochs.csv, steps.csv, report.json, curves.png (statistics.json
-            # when statistics are recorded).
-            written = sorted(os.listdir(diagnostics.log_dir))
-            for name in written:
-                os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, name))
-            if args.explain:
-                kt.diagnostics.explain(model, x_test[: args.explain], os.path.join(version_dir, "explanations.png"),
-                                       max_images=args.explain)
-                written.append("explanations.png")
-            print(diagnostics.report)
-            print(f"SavedModel: {version_dir}  (model.keras, {', '.join(sorted(written))} beside it)")
+            _export_and_diagnose(model, out, args, data, diagnostics, {
+                "dataset": args.dataset, "recipe": recipe, "seed": args.seed, "epochs": epochs,
+                "epochs_trained": len(history.epoch),  # fewer when early stopping ended the run
+                "batch_size": batch_size, "augmentation": policy,
+            })
     except OutputFolderError as error:
         return fail(str(error), 2)
     except kt.callbacks.SelfHealingError as error:  # the fault kept coming back: nothing exported
@@ -492,3 +454,123 @@ def run(args):
             print(diagnostics.report)
         return fail(f"training failed: {error}")
     return 0
+
+
+def _sizes(recipe, args):
+    """`(epochs, batch_size)`: the flags', else the recipe's own, else the dataset's defaults.
+
+    Returns an exit status instead when the recipe's own sizes do not fit the
+    flags or the data (the flags alone were checked in `validate`).
+    """
+    defaults = TRAIN_DEFAULTS[args.dataset]
+    epochs = args.epochs or recipe.config["epochs"] or defaults["epochs"]
+    batch_size = args.batch_size or recipe.config["batch_size"] or defaults["batch_size"]
+    n_fit = defaults["train_examples"] - int(round(defaults["train_examples"] * args.validation_fraction))
+    if batch_size > n_fit:
+        return fail(f"preset {recipe.name!r} trains with batches of {batch_size}, more than the {n_fit} "
+                    f"training examples of {args.dataset}: pass --batch-size", 2)
+    for flag, value in (("warmup-epochs", args.warmup_epochs), ("snapshots", getattr(args, "snapshots", None))):
+        if value and (value >= epochs if flag == "warmup-epochs" else value > epochs):
+            limit = "fewer than" if flag == "warmup-epochs" else "at most"
+            return fail(f"argument --{flag}: must be {limit} the number of epochs ({epochs}, preset "
+                        f"{recipe.name!r}'s own), got {value}", 2)
+    return epochs, batch_size
+
+
+def _policy_options(recipe, policy):
+    """The recipe's `augmentation_options` when `policy` is the recipe's own policy (not --augment's)."""
+    return dict(recipe.config["augmentation_options"]) if policy == recipe.config["augmentation"] else {}
+
+
+def _unless_empty(augmentation, policy, dataset):
+    """`(augmentation, policy)`, or `(None, None)` said aloud when nothing of the policy suits the dataset."""
+    if augmentation is not None and not augmentation.layers:  # e.g. flips only, and digits are not flipped
+        print(f"augmentation {policy}: none of its operations suits {dataset} with these settings; "
+              "training without augmentation")
+        return None, None
+    return augmentation, policy
+
+
+def _start(args, out):
+    """Prepares the dataset, seeds, and picks the strategy; returns `(strategy, out)` or an exit status."""
+    import keras
+
+    import kerastoolkit as kt
+
+    # Prepare the data before seeding (kt.data.prepare also leaves the random
+    # state alone): the first run trains the same model as every later one.
+    try:
+        kt.data.prepare(args.dataset)
+    except FileNotFoundError as error:
+        return fail(str(error))
+    keras.utils.set_random_seed(args.seed)
+    try:
+        strategy = kt.distribute.strategy(args.strategy, verbose=0)
+    except (ValueError, RuntimeError) as error:
+        return fail(f"argument --strategy: {error}", 2)
+    if strategy.num_replicas_in_sync > 1 or args.strategy not in ("auto", "none"):
+        print(f"strategy: {kt.distribute.strategy_name(strategy)}, "
+              f"{strategy.num_replicas_in_sync} replica(s)")
+    if not kt.distribute.is_chief():
+        # Every worker trains; only the chief's files stay (removed at exit).
+        task_type, index = kt.distribute.task()
+        out = kt.distribute.chief_path(out)
+        print(f"{task_type} {index} is not the chief: its copy of the output goes to {out}, "
+              "removed at exit")
+    return strategy, out
+
+
+def _load(args, batch_size):
+    """The dataset's splits: `meta`, `x_fit`, `y_fit`, `validation`, `x_test`, `y_test`, `train`."""
+    import types
+
+    import kerastoolkit as kt
+
+    images = args.dataset in IMAGE_DATASETS
+    meta = kt.data.info(args.dataset)
+    # Images stay raw (uint8): the model standardizes them inside, so the
+    # exported SavedModel serves the pixels as they come.
+    x_train, y_train = kt.data.load(args.dataset, "train", as_numpy=True, raw=images)
+    x_test, y_test = kt.data.load(args.dataset, "test", as_numpy=True, raw=images)
+    n_val = int(round(len(x_train) * args.validation_fraction))
+    validation = (x_train[:n_val], y_train[:n_val]) if n_val else None
+    x_fit, y_fit = x_train[n_val:], y_train[n_val:]
+    # A tf.data pipeline reshuffled every epoch (fit(numpy, shuffle=True) after
+    # keras.utils.set_random_seed feeds the same order every epoch on TF).
+    train = kt.data.load(args.dataset, f"train[{n_val}:]", batch_size=batch_size, seed=args.seed, raw=images)
+    return types.SimpleNamespace(meta=meta, images=images, x_fit=x_fit, y_fit=y_fit, validation=validation,
+                                 x_test=x_test, y_test=y_test, train=train)
+
+
+def _export_and_diagnose(model, out, args, data, diagnostics, metadata):
+    """Tests `model`, exports it to OUT/<next version>/ with model.keras and the diagnosis beside it."""
+    import keras
+    import numpy as np
+
+    import kerastoolkit as kt
+
+    x_test, y_test = data.x_test, data.y_test
+    probabilities = model.predict(x_test, batch_size=256, verbose=0)
+    test_accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
+    test_loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_test, probabilities)))
+    print(f"test accuracy: {test_accuracy:.4f}  test loss: {test_loss:.4f}  ({len(y_test)} examples)")
+
+    version_dir = kt.export.saved_model(
+        model, out,
+        class_names=CLASS_NAMES.get(args.dataset, [str(c) for c in range(data.meta.num_classes)]),
+        metadata=dict(metadata, metrics={"test_accuracy": test_accuracy, "test_loss": test_loss}),
+    )
+    model.save(os.path.join(version_dir, "model.keras"))  # to fine-tune or resume
+    # The diagnosis beside it, under the names CurveDiagnostics gives its
+    # files: epochs.csv, steps.csv, report.json, curves.png (statistics.json
+    # when statistics are recorded).
+    written = sorted(os.listdir(diagnostics.log_dir))
+    for name in written:
+        os.replace(os.path.join(diagnostics.log_dir, name), os.path.join(version_dir, name))
+    if args.explain:
+        kt.diagnostics.explain(model, x_test[: args.explain], os.path.join(version_dir, "explanations.png"),
+                               max_images=args.explain)
+        written.append("explanations.png")
+    print(diagnostics.report)
+    print(f"SavedModel: {version_dir}  (model.keras, {', '.join(sorted(written))} beside it)")
+    return version_dir

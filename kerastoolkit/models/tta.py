@@ -247,6 +247,19 @@ class TTAPredictor(keras.Model):
                 weights += [(1.0 - self.beta) / others] * n
         return weights
 
+    @classmethod
+    def for_recipe(cls, model, recipe, image_shape=None, **kwargs):
+        """A predictor on the views `recipe` trains with (`recipe.tta_views`); see `views_for_augmentation`.
+
+        Args:
+            model: the classifier the recipe trained.
+            recipe: a `kt.presets.Recipe`.
+            image_shape: `(H, W, C)`. Defaults to `None`: the model's input shape.
+            **kwargs: the other `TTAPredictor` arguments (`mean`, `beta`, ...).
+        """
+        shape = tuple(model_input_shape(model)[1:]) if image_shape is None else tuple(image_shape)
+        return cls(model, views=recipe.tta_views(shape), **kwargs)
+
     @property
     def num_views(self):
         """The number of views each example is predicted on."""
@@ -303,6 +316,72 @@ class TTAPredictor(keras.Model):
             for v in config["views"]
         ]
         return cls(**config)
+
+
+def _augmentation_layers(augmentation):
+    """The layers of an augmentation (a layer, a `keras.Sequential`, a `TrainingOnly` wrapper), flattened."""
+    if isinstance(augmentation, keras.Sequential):
+        for layer in augmentation.layers:
+            yield from _augmentation_layers(layer)
+    elif type(augmentation).__name__ == "TrainingOnly":  # kt.layers.TrainingOnly(layer)
+        yield from _augmentation_layers(augmentation.layer)
+    else:
+        yield augmentation
+
+
+def _translation_range(factor, size):
+    """The pixel range `(low, high)` of a `RandomTranslation` factor along an axis of `size` pixels."""
+    low, high = (-factor, factor) if isinstance(factor, (int, float)) else tuple(factor)
+    return low * size, high * size
+
+
+def views_for_augmentation(augmentation, image_shape):
+    """The named TTA views an augmentation policy itself draws at training time.
+
+    Test-time views help a model that was shown such views in training, and
+    hurt one that was not (a flip of a digit is another symbol). The views
+    returned are the deterministic ones `TTAPredictor` knows that lie inside
+    the policy's random draws:
+
+    - `"identity"`, always;
+    - `"hflip"` / `"vflip"` for a `RandomFlip` in that direction;
+    - `"shift:1"` (four 1-pixel translations) for a `RandomTranslation`
+      whose range covers one pixel in every direction, with the zero fill
+      of `TTAPredictor`'s shifts.
+
+    Rotations, zooms, shears and photometric layers give no view here (their
+    small settings are close to the identity).
+
+    Args:
+        augmentation: an augmentation layer, a `keras.Sequential` of them
+            (`kt.data.augmentation`), or a `kt.layers.TrainingOnly` around
+            one; `None` for no augmentation.
+        image_shape: `(H, W, C)` of the images, for the translations' pixels.
+
+    Returns:
+        A list of view names for `TTAPredictor(model, views=...)`.
+
+    Example:
+    >>> augment = kt.data.augmentation("geometric", rotation=0, shear=0, zoom=0, translation=0.1)
+    >>> kt.models.tta.views_for_augmentation(augment, (28, 28, 1))
+    ['identity', 'hflip', 'shift:1']
+    """
+    height, width = (int(d) for d in tuple(image_shape)[:2])
+    views = ["identity"]
+    if augmentation is None:
+        return views
+    for layer in _augmentation_layers(augmentation):
+        if isinstance(layer, keras.layers.RandomFlip):
+            for mode, view in (("horizontal", "hflip"), ("vertical", "vflip")):
+                if mode in layer.get_config()["mode"] and view not in views:
+                    views.append(view)
+        elif isinstance(layer, keras.layers.RandomTranslation):
+            config = layer.get_config()
+            ranges = (_translation_range(config["height_factor"], height),
+                      _translation_range(config["width_factor"], width))
+            if all(low <= -1 and high >= 1 for low, high in ranges) and config["fill_mode"] == "constant":
+                views.append("shift:1")
+    return views
 
 
 def dense_evaluation(model, images, from_logits=False):

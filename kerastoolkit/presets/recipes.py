@@ -180,13 +180,16 @@ PRESETS = _freeze({
     "sgd_momentum_step": _preset(
         "SGD with momentum 0.9 at 0.1 per 128 examples (scaled linearly with the "
         "batch), the rate multiplied by 0.1 at 50% and 75% of the epochs, weight "
-        "decay 1e-4 (decoupled), early stopping with patience 8.",
-        "He et al. 2016, Deep Residual Learning (CIFAR schedule: 0.1 at batch 128); "
-        "Goyal et al. 2017 (linear scaling)",
+        "decay 1e-4 added to the gradient as He et al. apply it (an L2 penalty, "
+        "l2=5e-5 in Keras's l2*sum(w^2)), early stopping with patience 8.",
+        "He et al. 2016, Deep Residual Learning (CIFAR schedule: 0.1 at batch 128, weight decay "
+        "1e-4); Goyal et al. 2017 (linear scaling); the L2 form of the decay after kerastoolkit's "
+        "diagnosis found overfitting_definite on digits with decoupled 1e-4, ten times weaker "
+        "under momentum 0.9 (BENCHMARKS.md, issue 23)",
         optimizer="sgd",
         learning_rate=0.1,
         reference_batch_size=128,
-        weight_decay=1e-4,
+        l2=5e-5,
         schedule="step",
         schedule_options={"factor": 0.1, "milestones": [0.5, 0.75]},
         early_stopping={"monitor": "val_loss", "patience": 8, "restore_best_weights": True},
@@ -253,6 +256,46 @@ PRESETS = _freeze({
         epochs=5,
         standardization="per_channel",
         dtype_policy="mixed_bfloat16",
+        dataset="fashion_mnist",
+    ),
+    "fast_float32": _preset(
+        "The fastest recipe found here for small image classification on a CPU without "
+        "bfloat16 units (AVX2 only: mixed_bfloat16 is emulated there and slower than float32): "
+        "float32, batch 128 (256 and 512 were slower per epoch on a 2-core AVX2 CPU and no more "
+        "accurate), Adam on a one-cycle schedule peaking at 4e-3 over 3 epochs, per-channel "
+        "input standardization.",
+        "Smith & Topin 2019 (super-convergence, one-cycle); measured in "
+        "benchmarks/headline_speed.py (BENCHMARKS.md, issue 23)",
+        optimizer="adam",
+        learning_rate=4e-3,
+        schedule="one_cycle",
+        schedule_options={"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
+        batch_size=128,
+        epochs=3,
+        standardization="per_channel",
+        dataset="fashion_mnist",
+    ),
+    "accurate": _preset(
+        "The most accurate recipe found here for a small CNN on small images in 10 epochs: "
+        "per-channel standardization, horizontal flips (the augmentation that suits clothes: "
+        "left-right symmetric; shifts, rotations, shears and zooms, interpolated on 28-pixel "
+        "images, cost accuracy in 10 epochs), label smoothing 0.1, Adam on a one-cycle schedule "
+        "whose peak (4e-3) the LR range test chose, batch 128; predict with TTA on the views the "
+        "augmentation draws (Recipe.tta_views: identity and flip). SWA over the last epochs of "
+        "the one-cycle was measured and left out: it cost 0.1-0.2 points.",
+        "Simard et al. 2003 (augmentation); Szegedy et al. 2016 (label smoothing); Smith 2017 and "
+        "Smith & Topin 2019 (range test, one-cycle); Krizhevsky et al. 2012 (test-time flips); "
+        "measured in benchmarks/headline_accuracy.py (BENCHMARKS.md, issue 23)",
+        optimizer="adam",
+        learning_rate=4e-3,
+        schedule="one_cycle",
+        schedule_options={"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
+        batch_size=128,
+        epochs=10,
+        label_smoothing=0.1,
+        standardization="per_channel",
+        augmentation="geometric",
+        augmentation_options={"rotation": 0.0, "shear": 0.0, "zoom": 0.0, "translation": 0.0},
         dataset="fashion_mnist",
     ),
 })
@@ -796,6 +839,30 @@ class Recipe:
             return None
         module = _import_part("an augmentation policy", "kerastoolkit.data.augmentation")
         return module.augmentation(policy, **_thaw(self.config["augmentation_options"]))
+
+    def tta_views(self, image_shape=None):
+        """The test-time-augmentation views that match the recipe's augmentation.
+
+        The deterministic views its training policy itself draws
+        (`kt.models.tta.views_for_augmentation`): flips and one-pixel shifts
+        when the policy flips and translates, only `"identity"` without a
+        policy. `kt.models.TTAPredictor.for_recipe(model, recipe)` predicts
+        with them.
+
+        Args:
+            image_shape: `(H, W, C)` of the images. Defaults to `None`: the
+                input shape of the recipe's `dataset`.
+
+        Returns:
+            A list of view names for `kt.models.TTAPredictor`.
+        """
+        from kerastoolkit.models import tta
+
+        if image_shape is None:
+            from kerastoolkit import data
+
+            image_shape = data.info(self.config["dataset"]).input_shape
+        return tta.views_for_augmentation(self.augmentation(), image_shape)
 
     def standardization(self, data=None):
         """The recipe's input standardization layer, adapted to `data` when given.
