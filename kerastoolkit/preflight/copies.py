@@ -1,0 +1,113 @@
+"""The copy of the model every training check trains, and its losses.
+
+One copy (`keras.models.clone_model` with the model's weights) serves every
+check: it is compiled once per optimizer and put back at the initial weights
+and a fresh optimizer state between checks, so each traced train function is
+built once. Losses are computed eagerly (one forward pass costs far less
+than tracing Keras's test function for it).
+"""
+
+import keras
+import numpy as np
+
+from kerastoolkit.diagnostics.statistics import variables_kept
+
+
+def _clone_layer(layer):
+    if isinstance(layer, keras.layers.Lambda):
+        return layer  # stateless; its Python function cannot be re-created safely
+    return layer.__class__.from_config(layer.get_config())
+
+
+class Copy:
+    """A copy of `model`, with the weights `model` has now.
+
+    Args:
+        model: the user's compiled model (only read).
+    """
+
+    def __init__(self, model):
+        self.model = keras.models.clone_model(model, clone_function=_clone_layer)
+        self.weights = model.get_weights()
+        _set_weights(self.model, self.weights)
+        self.loss = model.loss
+        self._fresh = None
+        # The random draws of training-mode passes (dropout masks,
+        # augmentation): every measured loss uses these, so two losses differ
+        # only by the weights.
+        self.seeds = [(v, np.array(keras.ops.convert_to_numpy(v), copy=True))
+                      for v in self.model.non_trainable_variables if _is_seed(v)]
+
+    def compile(self, optimizer):
+        """Compiles the copy with `optimizer` (built now) and resets it."""
+        self.model.compile(optimizer=optimizer, loss=self.loss)
+        optimizer.build(self.model.trainable_variables)
+        self._fresh = [np.array(keras.ops.convert_to_numpy(v), copy=True)
+                       for v in optimizer.variables]
+        self.reset()
+        return optimizer
+
+    def snapshot_optimizer(self):
+        """Takes the optimizer's present state as its fresh state."""
+        self._fresh = [np.array(keras.ops.convert_to_numpy(v), copy=True)
+                       for v in self.model.optimizer.variables]
+
+    def reset(self):
+        """Back to the initial weights and the optimizer's fresh state."""
+        _set_weights(self.model, self.weights)
+        if self._fresh is not None:
+            for variable, value in zip(self.model.optimizer.variables, self._fresh):
+                variable.assign(value)
+
+    def train(self, x, y):
+        """One step on one batch; returns the batch's loss before the step."""
+        return _scalar(self.model.train_on_batch(x, y))
+
+    def loss_of(self, x, y, training=True, batch=256):
+        """The mean loss on `(x, y)`, eagerly; in training mode with the
+        copy's first random draws, leaving its non-trainable state as it was."""
+        n, total = len(y), 0.0
+        with variables_kept(self.model):
+            for start in range(0, n, batch):
+                if training:
+                    for variable, value in self.seeds:
+                        variable.assign(value)
+                xb = keras.tree.map_structure(lambda a: a[start:start + batch], x)
+                yb = y[start:start + batch]
+                pred = self.model(xb, training=training)
+                loss = self.model.compute_loss(x=xb, y=yb, y_pred=pred, training=training)
+                total += float(keras.ops.convert_to_numpy(loss)) * len(yb)
+        return total / n
+
+    def predict(self, x, training=False):
+        with variables_kept(self.model):
+            return keras.ops.convert_to_numpy(self.model(x, training=training))
+
+
+def _set_weights(model, weights):
+    """`set_weights`, then what loading does after it: adapted preprocessing
+    layers (`Normalization`, `Discretization`...) recompute the constants
+    they compute with from their weights (`finalize_state`)."""
+    model.set_weights(weights)
+    for layer in _all_layers(model):
+        if hasattr(layer, "finalize_state") and layer.built:
+            layer.finalize_state()
+
+
+def _all_layers(layer):
+    for inner in getattr(layer, "layers", []):
+        yield inner
+        yield from _all_layers(inner)
+
+
+def _is_seed(variable):
+    # SeedGenerator states (dropout, noise, augmentation) are integer vectors;
+    # BatchNorm's moving statistics are floats and are not random draws.
+    return "int" in str(variable.dtype)
+
+
+def _scalar(result):
+    """The loss from `train_on_batch` (a scalar, `[loss, ...]` or a dict)."""
+    if isinstance(result, dict):
+        result = result["loss"]
+    return float(np.ravel(np.asarray(result, dtype="float64"))[0])
