@@ -19,9 +19,9 @@ with its evidence and what to do.
 | `data_order` | in the order `fit` uses, the first batches' mean labels spread > 4× as much as random batches' (not checked for arrays `fit` shuffles) |
 | `init_loss` | loss at initialisation above `1.5·ln C + 0.5` |
 | `optimizer_nan` / `optimizer_explodes` / `optimizer_rises` / `optimizer_flat` | a copy compiled with a copy of the model's own optimizer, trained 20 steps on the first batches, does not lower their loss (see `kerastoolkit.preflight.trial`) |
-| `cannot_overfit` | a copy trained on one batch of 16 for up to 150 Adam steps stays above `0.1·chance` |
+| `cannot_overfit` | a copy trained on one batch of 16 for up to 150 steps (the model's optimizer, then Adam) stays above `floor + 0.1·(chance − floor)`, `floor` the lowest loss the loss allows (the smoothed targets' entropy under label smoothing, else 0) |
 | `ignores_input` | that copy does as well on the batch with its inputs zeroed (loss on the real inputs > 0.5× that on zeros) |
-| `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 Adam steps), the loss on held-back examples is not below `0.9·chance` |
+| `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 more steps, then 60 Adam steps), the loss on held-back examples is neither below `floor + 0.9·(chance − floor)` nor below `chance` by three standard errors |
 | `dead_gradients` | a trainable variable with no gradient, an all-zero or a non-finite one |
 | `dead_relu` / `exploding_activations` / `vanishing_activations` | at initialisation, as in the curve diagnosis |
 | `lr_suggestion` | (`lr_range_test=True`, or a failed optimizer trial) the LR range test's suggestion for the model's optimizer |
@@ -60,7 +60,7 @@ DEFAULT_THRESHOLDS = {
     "signal_fraction": 0.9,
     "trial_explode": 3.0,
     "trial_rise": 0.05,
-    "trial_flat": 0.01,
+    "trial_flat": 0.002,
     # The activation statistics' own thresholds, with a dead-ReLU fraction
     # for a network at initialization.
     **stats_lib.DEFAULT_THRESHOLDS,
@@ -280,7 +280,7 @@ class _Run:
     def __init__(self, model, t, options):
         self.model, self.t, self.o = model, t, options
         self.findings, self.notes, self.checks = [], [], _Timed()
-        self.trial, self._compiled = None, None
+        self.trial, self._compiled, self.floor = None, None, 0.0
 
     def all(self, sample, batch_size, num_examples):
         if sample.note:
@@ -295,6 +295,9 @@ class _Run:
         chance = rules.entropy(counts) if counts is not None else None
         if chance is None:
             self.notes.append("no class labels: the chance-level checks are skipped.")
+        # With label smoothing the loss cannot go below the smoothed
+        # targets' entropy: the levels below are measured from there.
+        self.floor = rules.loss_floor(self.model, outputs.shape[-1] if outputs.ndim >= 2 else 2)
         self._init_loss(copy, outputs, y[:len(outputs)])
         norms = self._gradient_checks(copy, _slice(x, slice(0, 64)), y[:64])
         parts = _Parts(x, y, batch_size, num_examples)
@@ -459,8 +462,9 @@ class _Run:
         zeroing its inputs must then hurt."""
         self.checks.append("overfit_one_batch")
         xb, yb, unique = parts.one_batch(16)
-        scale = chance if chance is not None else 1.0
-        target, limit = 0.5 * self.t["overfit_fraction"] * scale, self.t["overfit_fraction"] * scale
+        scale = chance - self.floor if chance is not None else 1.0
+        fraction = self.t["overfit_fraction"]
+        target, limit = self.floor + 0.5 * fraction * scale, self.floor + fraction * scale
         loss, steps, by = math.nan, 0, "the model's optimizer"
         if own:
             copy.reset()
@@ -470,11 +474,13 @@ class _Run:
             loss, steps = self._overfit(copy, xb, yb, target)
             by = "Adam"
         if chance is not None and not loss < limit:
+            floor = f", lowest possible {self.floor:.4g}" if self.floor else ""
             self.findings.append(finding(
                 "cannot_overfit",
                 f"Trained for {steps} {by} steps on one batch of {unique}, a copy of the "
-                f"model only reached a loss of {loss:.4g} (chance {chance:.4g}).",
-                {"loss": loss, "chance": chance, "steps": steps, "batch": unique}))
+                f"model only reached a loss of {loss:.4g} (chance {chance:.4g}{floor}).",
+                {"loss": loss, "chance": chance, "floor": self.floor, "steps": steps,
+                 "batch": unique}))
         self.checks.append("input_independent_baseline")
         xu, yu = _slice(xb, slice(0, unique)), yb[:unique]
         real = copy.loss_of(xu, yu)
@@ -488,32 +494,36 @@ class _Run:
                 {"real_inputs_loss": real, "zero_inputs_loss": zero}))
 
     def _signal(self, copy, parts, counts, own):
-        """The loss on held-back examples must fall below the chance level."""
+        """The loss on held-back examples must fall below the chance level:
+        below `floor + 0.9·(chance − floor)`, or by more than three standard
+        errors of its estimate (a slow learner is still learning)."""
         if counts is None or len(parts.yh) < 32:
             return
         self.checks.append("learnable_signal")
         chance = rules.entropy(rules.counts_like(parts.yh, counts))
-        limit = self.t["signal_fraction"] * chance
+        limit = self.floor + self.t["signal_fraction"] * (chance - self.floor)
         if own and self.trial["held_after"] < limit:
             return  # the optimizer trial already shows it
-        steps = self.o["signal_steps"]
-        held = math.inf
+        steps, held, error, by = self.o["signal_steps"], math.inf, math.inf, "Adam"
         for compiled in (("own",) if own and self._compiled == "own" else ()) + ("reference",):
             if compiled == "reference":
                 self._reference(copy)
+                by = "Adam"
             else:
                 copy.reset()
+                by = "the model's optimizer"
             for i in range(steps):
                 copy.train(*parts.batch_at(i))
-            held = copy.loss_of(parts.xh, parts.yh)
-            if held < limit:
+            held, error = copy.loss_with_error(parts.xh, parts.yh)
+            if held < limit or held < chance - 3 * error:
                 return
         self.findings.append(finding(
             "no_signal",
-            f"After {steps} Adam steps on the first {len(parts.y)} examples, the "
-            f"loss on {len(parts.yh)} held-back examples is {held:.4g}, not below "
-            f"the chance level {chance:.4g}.",
-            {"held_back_loss": held, "chance": chance, "steps": steps}))
+            f"After {steps} steps ({by}) on the first {len(parts.y)} examples, the "
+            f"loss on {len(parts.yh)} held-back examples is {held:.4g} (± {error:.2g}), "
+            f"not below the chance level {chance:.4g}.",
+            {"held_back_loss": held, "standard_error": error, "chance": chance,
+             "steps": steps}))
 
 
 class _EagerStatistics(stats_lib.StatisticsRecorder):

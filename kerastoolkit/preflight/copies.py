@@ -7,6 +7,8 @@ built once. Losses are computed eagerly (one forward pass costs far less
 than tracing Keras's test function for it).
 """
 
+import math
+
 import keras
 import numpy as np
 
@@ -66,9 +68,23 @@ class Copy:
     def loss_of(self, x, y, training=True, batch=256):
         """The mean loss on `(x, y)`, eagerly; in training mode with the
         copy's first random draws, leaving its non-trainable state as it was."""
-        n, total = len(y), 0.0
+        losses, sizes = self._chunk_losses(x, y, training, batch)
+        return float(np.sum(losses * sizes) / np.sum(sizes))
+
+    def loss_with_error(self, x, y, chunks=8):
+        """The mean loss on `(x, y)` and its standard error, from the spread
+        of the losses of `chunks` equal parts (training mode, as `loss_of`)."""
+        batch = max(1, len(y) // chunks)
+        losses, sizes = self._chunk_losses(x, y, True, batch)
+        mean = float(np.sum(losses * sizes) / np.sum(sizes))
+        full = losses[sizes == batch]
+        error = float(np.std(full, ddof=1) / np.sqrt(len(full))) if len(full) > 1 else math.inf
+        return mean, error
+
+    def _chunk_losses(self, x, y, training, batch):
+        losses, sizes = [], []
         with variables_kept(self.model):
-            for start in range(0, n, batch):
+            for start in range(0, len(y), batch):
                 if training:
                     for variable, value in self.seeds:
                         variable.assign(value)
@@ -76,8 +92,9 @@ class Copy:
                 yb = y[start:start + batch]
                 pred = self.model(xb, training=training)
                 loss = self.model.compute_loss(x=xb, y=yb, y_pred=pred, training=training)
-                total += float(keras.ops.convert_to_numpy(loss)) * len(yb)
-        return total / n
+                losses.append(float(keras.ops.convert_to_numpy(loss)))
+                sizes.append(len(yb))
+        return np.asarray(losses), np.asarray(sizes, "float64")
 
     def predict(self, x, training=False):
         with variables_kept(self.model):

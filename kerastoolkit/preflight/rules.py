@@ -128,6 +128,21 @@ def loss_kind(model):
     return None, from_logits
 
 
+def loss_floor(model, classes):
+    """The lowest loss the model's loss allows per example: 0, or with label
+    smoothing `ε` the entropy of the smoothed target (predicting it exactly)."""
+    loss = getattr(model, "loss", None)
+    epsilon = float(getattr(loss, "label_smoothing", 0.0) or 0.0)
+    if not epsilon:
+        return 0.0
+    from kerastoolkit.losses import smoothed_targets
+
+    target = keras.ops.convert_to_numpy(smoothed_targets(
+        [0], max(int(classes), 2), epsilon, getattr(loss, "convention", "keras")))[0]
+    target = target[target > 0].astype("float64")
+    return float(-(target * np.log(target)).sum())
+
+
 def entropy(counts):
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())

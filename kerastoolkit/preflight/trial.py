@@ -13,7 +13,7 @@ augmentation), so that only the weights differ between the two:
 | `optimizer_nan` | a NaN/Inf loss during or after the trial |
 | `optimizer_explodes` | a step loss or the loss after above `3×` the loss before |
 | `optimizer_rises` | the loss after more than 5% above the loss before |
-| `optimizer_flat` | the loss after less than 1% below the loss before |
+| `optimizer_flat` | the loss after less than 0.2% below the loss before (a rate far too low moves it by far less) |
 
 A schedule is evaluated over the run first: one that starts below half of
 its peak (a warmup) is tried at its peak, the rate training reaches when

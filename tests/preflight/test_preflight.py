@@ -31,9 +31,9 @@ def mlp(out_activation=None, first=None):
                              keras.layers.Dense(10, activation=out_activation)])
 
 
-def compile_(model, from_logits=True, optimizer=None):
+def compile_(model, from_logits=True, optimizer=None, loss=None):
     model.compile(optimizer or keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+                  loss or keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
     return model
 
 
@@ -147,13 +147,15 @@ def test_optimizer_only_broken_setups_are_named_with_their_numbers(setup):
 
 
 @requires_tensorflow
-@pytest.mark.parametrize("setup", ["rescaling_warmup", "standardize_sgd_sorted", "normalization"])
+@pytest.mark.parametrize("setup", ["rescaling_warmup", "standardize_sgd_sorted",
+                                   "normalization_label_smoothing"])
 def test_healthy_setups_judged_as_fit_will_train_them(setup):
     """In-model scaling of raw pixels, arrays `fit` shuffles though they come
-    sorted, a warmup that starts at 0 and a momentum SGD: all clean."""
+    sorted, a warmup that starts at 0, a momentum SGD, label smoothing (the
+    loss cannot go below the smoothed targets' entropy): all clean."""
     x, y = digits(raw=True)
     keras.utils.set_random_seed(0)
-    shuffle = True
+    shuffle, loss = True, None
     if setup == "rescaling_warmup":
         front = keras.layers.Rescaling(1 / 16.0)
         optimizer = keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(
@@ -168,7 +170,8 @@ def test_healthy_setups_judged_as_fit_will_train_them(setup):
         front = keras.layers.Normalization()
         front.adapt(x)
         optimizer = keras.optimizers.Adam(1e-3)
-    model = compile_(mlp(first=front), optimizer=optimizer)
+        loss = kt.losses.SparseCategoricalCrossentropy(label_smoothing=0.3, from_logits=True)
+    model = compile_(mlp(first=front), optimizer=optimizer, loss=loss)
     report = kt.preflight.check(model, (x, y), shuffle=shuffle, **FAST)
     assert report.codes == [], str(report)
 
@@ -213,6 +216,26 @@ def test_callback_judges_the_order_fit_uses():
     with pytest.raises(PreflightError, match="data_order"):
         model.fit(x, y, epochs=1, verbose=0, shuffle=False,
                   callbacks=[Preflight((x, y), shuffle=False, verbose=0)])
+
+
+@requires_tensorflow
+def test_recipe_fit_tries_the_recipes_own_optimizer_first():
+    """`Recipe.fit` runs preflight by default: a rate far too high stops the
+    run before its first step; `preflight=False` trains as asked."""
+    from kerastoolkit.callbacks.preflight import PreflightError
+
+    x, y = digits()
+    recipe = kt.presets.get("adam", learning_rate=30.0, batch_size=32, plateau=None,
+                            early_stopping=None)
+    keras.utils.set_random_seed(0)
+    model = mlp("softmax")  # the recipe compiles for probabilities
+    with pytest.raises(PreflightError, match="optimizer_(explodes|nan)") as caught:
+        recipe.fit(model, (x[:640], y[:640]), epochs=1, verbose=0)
+    found = [f for f in caught.value.report.findings if f.code.startswith("optimizer_")][0]
+    assert found.evidence["optimizer"] == "Adam" and found.evidence["learning_rate"] == 30.0
+    assert model.optimizer.iterations.numpy() == 0  # not a step was taken
+    history = recipe.fit(model, (x[:640], y[:640]), epochs=1, verbose=0, preflight=False)
+    assert model.optimizer.iterations.numpy() == 20 and len(history.history["loss"]) == 1
 
 
 def _kinds(x, y):
