@@ -18,7 +18,7 @@ with its evidence and what to do.
 | `single_class` / `class_imbalance` | one class in the labels / largest class ≥ 10× the smallest |
 | `data_order` | in the order `fit` uses, the first batches' mean labels spread > 4× as much as random batches' (not checked for arrays `fit` shuffles) |
 | `init_loss` | loss at initialisation above `1.5·ln C + 0.5` |
-| `optimizer_nan` / `optimizer_explodes` / `optimizer_rises` / `optimizer_flat` | a copy compiled with a copy of the model's own optimizer, trained 20 steps on the first batches, does not lower their loss (see `kerastoolkit.preflight.trial`) |
+| `optimizer_nan` / `optimizer_explodes` / `optimizer_rises` / `optimizer_flat` | a copy compiled with a copy of the model's own optimizer, trained 12 steps on the first batches, does not lower their loss (see `kerastoolkit.preflight.trial`) |
 | `cannot_overfit` | a copy trained on one batch of 16 for up to 150 steps (the model's optimizer, then Adam) stays above `floor + 0.1·(chance − floor)`, `floor` the lowest loss the loss allows (the smoothed targets' entropy under label smoothing, else 0) |
 | `ignores_input` | that copy does as well on the batch with its inputs zeroed (loss on the real inputs > 0.5× that on zeros) |
 | `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 more steps, then 60 Adam steps), the loss on held-back examples is neither below `floor + 0.9·(chance − floor)` nor below `chance` by three standard errors |
@@ -134,7 +134,7 @@ class _Timed(list):
 
 
 def check(model, data, batch_size=32, shuffle=True, num_examples=512,
-          overfit_steps=150, signal_steps=60, learning_rate=3e-3, trial_steps=20,
+          overfit_steps=150, signal_steps=60, learning_rate=3e-3, trial_steps=12,
           epochs=None, lr_range_test=False, thresholds=None):
     """Checks a model and its data before training, in seconds.
 
@@ -166,7 +166,7 @@ def check(model, data, batch_size=32, shuffle=True, num_examples=512,
         signal_steps: Adam steps of the learnable-signal check when the
             model's own optimizer is too slow to tell. Defaults to `60`.
         learning_rate: the reference Adam's rate. Defaults to `3e-3`.
-        trial_steps: steps of the optimizer trial. Defaults to `20`.
+        trial_steps: steps of the optimizer trial. Defaults to `12`.
         epochs: the epochs `fit` will run, to read a schedule over the whole
             run (a rate that stays 0 for all of it). Defaults to `None`: 100
             epochs' worth of steps.
@@ -381,10 +381,10 @@ class _Run:
         self._overfit_and_baseline(copy, parts, chance, own)
         self._signal(copy, parts, counts, own)
 
-    def _reference(self, copy):
+    def _reference(self, copy, parts):
         """Compiles the copy with the reference Adam (once)."""
         if self._compiled != "reference":
-            copy.compile(keras.optimizers.Adam(self.o["learning_rate"]))
+            copy.compile(keras.optimizers.Adam(self.o["learning_rate"]), parts.batch_at(0))
             self._compiled = "reference"
         copy.reset()
 
@@ -395,7 +395,7 @@ class _Run:
         original = self.model.optimizer
         try:
             plan = trial_lib.Plan(original, steps_per_epoch, self.o["epochs"])
-            optimizer = copy.compile(trial_lib.copy_optimizer(original))
+            optimizer = copy.compile(trial_lib.copy_optimizer(original), parts.batch_at(0))
         except (ValueError, TypeError, AttributeError) as error:
             self.notes.append(f"the model's optimizer could not be tried: {error}.")
             return False
@@ -403,18 +403,20 @@ class _Run:
         if trial_lib.copy_state(original, optimizer):
             copy.snapshot_optimizer()  # a model trained before continues from there
         plan.install(optimizer)
-        seen = min(128, len(parts.y))
+        # The loss of the first examples trained on, before and after (the
+        # same random draws: only the weights differ), and of held-back ones.
+        seen, held = min(64, len(parts.y)), min(128, len(parts.yh))
         xs, ys = _slice(parts.x, slice(0, seen)), parts.y[:seen]
-        before, held_before = copy.loss_of(xs, ys), copy.loss_of(parts.xh, parts.yh)
+        before = copy.loss_of(xs, ys)
         losses = []
         for i in range(self.o["trial_steps"]):
             losses.append(copy.train(*parts.batch_at(i)))
             if not math.isfinite(losses[-1]):
                 break
-        after, held_after = copy.loss_of(xs, ys), copy.loss_of(parts.xh, parts.yh)
+        after = copy.loss_of(xs, ys)
+        held_after = copy.loss_of(_slice(parts.xh, slice(0, held)), parts.yh[:held]) if held else math.inf
         kind = trial_lib.verdict(before, after, losses, self.t)
-        self.trial = {"kind": kind, "held_before": held_before, "held_after": held_after,
-                      "steps": len(losses)}
+        self.trial = {"kind": kind, "held_after": held_after, "steps": len(losses)}
         suggestion = None
         if kind is not None or self.o["lr_range_test"]:
             suggestion = self._suggest(copy, parts, plan, kind, optimizer, norms)
@@ -470,7 +472,7 @@ class _Run:
             copy.reset()
             loss, steps = self._overfit(copy, xb, yb, target)
         if not loss < limit:
-            self._reference(copy)
+            self._reference(copy, parts)
             loss, steps = self._overfit(copy, xb, yb, target)
             by = "Adam"
         if chance is not None and not loss < limit:
@@ -507,7 +509,7 @@ class _Run:
         steps, held, error, by = self.o["signal_steps"], math.inf, math.inf, "Adam"
         for compiled in (("own",) if own and self._compiled == "own" else ()) + ("reference",):
             if compiled == "reference":
-                self._reference(copy)
+                self._reference(copy, parts)
                 by = "Adam"
             else:
                 copy.reset()

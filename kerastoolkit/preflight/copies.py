@@ -33,20 +33,30 @@ class Copy:
         self.weights = model.get_weights()
         _set_weights(self.model, self.weights)
         self.loss = model.loss
-        self._fresh = None
+        self._fresh, self._dirty = None, False
         # The random draws of training-mode passes (dropout masks,
         # augmentation): every measured loss uses these, so two losses differ
         # only by the weights.
         self.seeds = [(v, np.array(keras.ops.convert_to_numpy(v), copy=True))
                       for v in self.model.non_trainable_variables if _is_seed(v)]
 
-    def compile(self, optimizer):
-        """Compiles the copy with `optimizer` (built now) and resets it."""
-        self.model.compile(optimizer=optimizer, loss=self.loss)
+    def compile(self, optimizer, example):
+        """Compiles the copy with `optimizer` (built now) and resets it;
+        returns the optimizer `fit` uses (a `LossScaleOptimizer` around
+        `optimizer` under mixed precision).
+
+        Everything the train step would create on its first call is created
+        here, eagerly, from `example` (an `(x, y)` batch): TensorFlow traces a
+        function that creates variables twice.
+        """
+        # metrics=[]: `compile` would keep the ones `clone_model` copied over
+        self.model.compile(optimizer=optimizer, loss=self.loss, metrics=[])
+        optimizer = self.model.optimizer
         optimizer.build(self.model.trainable_variables)
+        self.loss_of(*example)  # builds the compiled loss and its trackers
         self._fresh = [np.array(keras.ops.convert_to_numpy(v), copy=True)
                        for v in optimizer.variables]
-        self.reset()
+        self.reset()  # back to the initial weights if an earlier optimizer trained them
         return optimizer
 
     def snapshot_optimizer(self):
@@ -56,13 +66,17 @@ class Copy:
 
     def reset(self):
         """Back to the initial weights and the optimizer's fresh state."""
+        if not self._dirty:
+            return
         _set_weights(self.model, self.weights)
+        self._dirty = False
         if self._fresh is not None:
             for variable, value in zip(self.model.optimizer.variables, self._fresh):
                 variable.assign(value)
 
     def train(self, x, y):
         """One step on one batch; returns the batch's loss before the step."""
+        self._dirty = True
         return _scalar(self.model.train_on_batch(x, y))
 
     def loss_of(self, x, y, training=True, batch=256):
