@@ -20,7 +20,7 @@ with its evidence and what to do.
 | `init_loss` | loss at initialisation above `1.5·ln C + 0.5` |
 | `optimizer_nan` / `optimizer_explodes` / `optimizer_rises` / `optimizer_flat` | a copy compiled with a copy of the model's own optimizer, trained 12 steps on the first batches, does not lower their loss (see `kerastoolkit.preflight.trial`) |
 | `cannot_overfit` | a copy trained on one batch of 16 for up to 150 steps (the model's optimizer, then Adam) stays above `floor + 0.1·(chance − floor)`, `floor` the lowest loss the loss allows (the smoothed targets' entropy under label smoothing, else 0) |
-| `ignores_input` | that copy does as well on the batch with its inputs zeroed (loss on the real inputs > 0.5× that on zeros) |
+| `ignores_input` | that copy does as well on the batch with its inputs zeroed (its last loss on the real inputs > 0.5× its loss on zeros) |
 | `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 more steps, then 60 Adam steps), the loss on held-back examples is neither below `floor + 0.9·(chance − floor)` nor below `chance` by three standard errors |
 | `dead_gradients` | a trainable variable with no gradient, an all-zero or a non-finite one |
 | `dead_relu` / `exploding_activations` / `vanishing_activations` | at initialisation, as in the curve diagnosis |
@@ -266,6 +266,10 @@ class _Parts:
         start = (i % self.batches) * self.batch
         return _slice(self.x, slice(start, start + self.batch)), self.y[start:start + self.batch]
 
+    def example(self):
+        """Two examples, enough to build what the loss creates on first use."""
+        return _slice(self.x, slice(0, 2)), self.y[:2]
+
     def one_batch(self, unique):
         """The first `unique` examples repeated to a whole batch (the traced
         shape): `(x, y, unique)`."""
@@ -299,7 +303,7 @@ class _Run:
         # targets' entropy: the levels below are measured from there.
         self.floor = rules.loss_floor(self.model, outputs.shape[-1] if outputs.ndim >= 2 else 2)
         self._init_loss(copy, outputs, y[:len(outputs)])
-        norms = self._gradient_checks(copy, _slice(x, slice(0, 64)), y[:64])
+        norms = self._gradient_checks(copy, _slice(x, slice(0, 32)), y[:32])
         parts = _Parts(x, y, batch_size, num_examples)
         self._trainings(copy, parts, norms, counts, chance, sample.steps_per_epoch)
 
@@ -308,8 +312,8 @@ class _Run:
         not fit the loss (nothing can be trained then)."""
         self.checks.append("inputs")
         copy = Copy(self.model)
-        probe = _slice(x, slice(0, 256))
-        seen = rules.first_weighted_inputs(copy.model, _slice(sample.x, slice(0, 256)))
+        probe = _slice(x, slice(0, 128))
+        seen = rules.first_weighted_inputs(copy.model, _slice(sample.x, slice(0, 128)))
         raw = _slice(sample.x, head)
         self.findings += rules.input_checks(raw, seen or [(None, f) for f in keras.tree.flatten(raw)],
                                             sample.full_x, self.t)
@@ -384,7 +388,7 @@ class _Run:
     def _reference(self, copy, parts):
         """Compiles the copy with the reference Adam (once)."""
         if self._compiled != "reference":
-            copy.compile(keras.optimizers.Adam(self.o["learning_rate"]), parts.batch_at(0))
+            copy.compile(keras.optimizers.Adam(self.o["learning_rate"]), parts.example())
             self._compiled = "reference"
         copy.reset()
 
@@ -395,7 +399,7 @@ class _Run:
         original = self.model.optimizer
         try:
             plan = trial_lib.Plan(original, steps_per_epoch, self.o["epochs"])
-            optimizer = copy.compile(trial_lib.copy_optimizer(original), parts.batch_at(0))
+            optimizer = copy.compile(trial_lib.copy_optimizer(original), parts.example())
         except (ValueError, TypeError, AttributeError) as error:
             self.notes.append(f"the model's optimizer could not be tried: {error}.")
             return False
@@ -475,6 +479,7 @@ class _Run:
             self._reference(copy, parts)
             loss, steps = self._overfit(copy, xb, yb, target)
             by = "Adam"
+        self._baseline(copy, _slice(xb, slice(0, unique)), yb[:unique], loss)
         if chance is not None and not loss < limit:
             floor = f", lowest possible {self.floor:.4g}" if self.floor else ""
             self.findings.append(finding(
@@ -483,9 +488,11 @@ class _Run:
                 f"model only reached a loss of {loss:.4g} (chance {chance:.4g}{floor}).",
                 {"loss": loss, "chance": chance, "floor": self.floor, "steps": steps,
                  "batch": unique}))
+
+    def _baseline(self, copy, xu, yu, real):
+        """The copy that trained on the batch (its last loss `real`), fed the
+        batch with its inputs zeroed, must do worse."""
         self.checks.append("input_independent_baseline")
-        xu, yu = _slice(xb, slice(0, unique)), yb[:unique]
-        real = copy.loss_of(xu, yu)
         zero = copy.loss_of(keras.tree.map_structure(np.zeros_like, xu), yu)
         if math.isfinite(real) and math.isfinite(zero) and real > self.t[
                 "ignores_input_ratio"] * zero:
