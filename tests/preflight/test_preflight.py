@@ -147,6 +147,32 @@ def test_optimizer_only_broken_setups_are_named_with_their_numbers(setup):
 
 
 @requires_tensorflow
+def test_the_trial_copies_wrapped_optimizers_under_mixed_precision():
+    """`mixed_float16` wraps the optimizer in a LossScaleOptimizer around the
+    toolkit's Lookahead around Adam: the copy has the same three layers, the
+    rate found is the innermost one's, and the original's state (trained
+    before: non-zero moments, a grown loss scale) is left as it was."""
+    x, y = digits()
+    keras.utils.set_random_seed(0)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mlp()
+        compile_(model, optimizer=kt.optimizers.Lookahead(keras.optimizers.Adam(50.0)))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
+        state = _state(model)
+        report = kt.preflight.check(model, (x, y), **FAST)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    found = [f for f in report.findings if f.code.startswith("optimizer_")]
+    assert found and found[0].code in ("optimizer_explodes", "optimizer_nan"), str(report)
+    ev = found[0].evidence
+    assert ev["optimizer"] == "Adam (in Lookahead, LossScaleOptimizer)" and ev["learning_rate"] == 50.0
+    _assert_same_state(model, state)
+
+
+@requires_tensorflow
 @pytest.mark.parametrize("setup", ["rescaling_warmup", "standardize_sgd_sorted",
                                    "normalization_label_smoothing"])
 def test_healthy_setups_judged_as_fit_will_train_them(setup):
