@@ -239,9 +239,12 @@ def test_callback_judges_the_order_fit_uses():
     model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
     assert cb.report.codes == [], str(cb.report)
     model = compile_(mlp())
-    with pytest.raises(PreflightError, match="data_order"):
-        model.fit(x, y, epochs=1, verbose=0, shuffle=False,
+    with pytest.raises(PreflightError, match="data_order") as caught:
+        model.fit(x, y, epochs=1, batch_size=50, verbose=0, shuffle=False,
                   callbacks=[Preflight((x, y), shuffle=False, verbose=0)])
+    # the batch size is fit's, read from its 12 steps per epoch
+    order = [f for f in caught.value.report.findings if f.code == "data_order"][0]
+    assert order.evidence["batches"] == 600 // 50
 
 
 @requires_tensorflow
