@@ -21,7 +21,7 @@ with its evidence and what to do.
 | `optimizer_nan` / `optimizer_explodes` / `optimizer_rises` / `optimizer_flat` | a copy compiled with a copy of the model's own optimizer, trained 12 steps on the first batches, does not lower their loss (see `kerastoolkit.preflight.trial`) |
 | `cannot_overfit` | a copy trained on one batch of 16 for up to 150 steps (the model's optimizer, then Adam) stays above `floor + 0.1·(chance − floor)`, `floor` the lowest loss the loss allows (the smoothed targets' entropy under label smoothing, else 0) |
 | `ignores_input` | that copy does as well on the batch with its inputs zeroed (its last loss on the real inputs > 0.5× its loss on zeros) |
-| `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 more steps, then 60 Adam steps), the loss on held-back examples is neither below `floor + 0.9·(chance − floor)` nor below `chance` by three standard errors |
+| `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 more steps, then 60 Adam steps), the loss on held-back examples is neither below `floor + 0.9·(chance − floor)` nor below `chance` by two standard errors of its estimate (one-sided: labels that do not match the inputs leave it above chance) |
 | `dead_gradients` | a trainable variable with no gradient, an all-zero or a non-finite one |
 | `dead_relu` / `exploding_activations` / `vanishing_activations` | at initialisation, as in the curve diagnosis |
 | `lr_suggestion` | (`lr_range_test=True`, or a failed optimizer trial) the LR range test's suggestion for the model's optimizer |
@@ -504,7 +504,7 @@ class _Run:
 
     def _signal(self, copy, parts, counts, own):
         """The loss on held-back examples must fall below the chance level:
-        below `floor + 0.9·(chance − floor)`, or by more than three standard
+        below `floor + 0.9·(chance − floor)`, or by more than two standard
         errors of its estimate (a slow learner is still learning)."""
         if counts is None or len(parts.yh) < 32:
             return
@@ -524,7 +524,7 @@ class _Run:
             for i in range(steps):
                 copy.train(*parts.batch_at(i))
             held, error = copy.loss_with_error(parts.xh, parts.yh)
-            if held < limit or held < chance - 3 * error:
+            if held < limit or held < chance - 2 * error:
                 return
         self.findings.append(finding(
             "no_signal",
