@@ -382,3 +382,30 @@ def test_labels_out_of_range_stop_the_run_from_the_callback():
         kt.preflight.check(mlp(), (x, y))
     with pytest.raises(ValueError, match="Received: trial_steps=1"):
         kt.preflight.check(model, (x, y), trial_steps=1)
+
+
+class _Checked(Exception):
+    """Raised by the stand-in for `kt.preflight.check`: the run stops before `fit`."""
+
+
+@requires_tensorflow
+def test_train_runs_preflight_by_default_on_what_fit_gets(monkeypatch, tmp_path):
+    """`kerastoolkit train` checks its model and training split before `fit`
+    unless told `--no-preflight`."""
+    from kerastoolkit.cli import build_parser
+    from kerastoolkit.cli import main
+
+    assert build_parser().parse_args(["train"]).preflight is True
+    assert build_parser().parse_args(["train", "--no-preflight"]).preflight is False
+    seen = {}
+
+    def check(model, data, **kwargs):
+        seen.update(model=model, data=data, kwargs=kwargs)
+        raise _Checked
+
+    monkeypatch.setattr(kt.preflight, "check", check)
+    with pytest.raises(_Checked):
+        main(["train", "--out", str(tmp_path / "out"), "--verbose", "0"])
+    x, y = seen["data"]
+    assert len(x) == len(y) and seen["model"].optimizer is not None  # compiled: its own optimizer is tried
+    assert seen["kwargs"]["shuffle"] is True and seen["kwargs"]["batch_size"] == 32
