@@ -16,7 +16,7 @@ of its last tenth:
 | `slow_start` | a plateau (loss within a band of `0.1·D`) that starts in the first 20% of the run, lasts at least 10% of it, and is followed by a fall of at least `0.5·D`, faster than during the plateau |
 | `not_converged` | a line through the last quarter of the monitored loss (`val_loss` if present) projects a further gain > 10% of `D` and > 2% of the loss |
 | `overfitting_definite` | validation loss (3-epoch mean) ends > 4% above its minimum, at least 2 epochs after it, while training loss kept falling |
-| `overfitting_possible` | over the last third of the epochs training loss falls, validation loss gains < 25% as much, and the gap grows by > 10% of the validation loss |
+| `overfitting_possible` | validation stalls: its loss is not lowest at the last epoch, and its last `max(2, k/2)` epochs made no new low by more than the median epoch-to-epoch change; and over the last third (`k` epochs) training loss falls, validation loss gains < 25% as much, and the gap grows by > 10% of the validation loss |
 
 The activation/gradient codes read the statistics `CurveDiagnostics`
 gathers (see `kerastoolkit.diagnostics.statistics`).
@@ -310,6 +310,11 @@ def detect_overfitting(loss, val, t):
              "end_train_loss": float(loss[-1])},
         )
     k = max(3, n // 3)
+    if _still_improving(val, best, noise, max(2, k // 2)):
+        # Overfitting is validation getting worse or stalling: a validation
+        # loss at its best at the end, or that has just made a new low, is
+        # not, however much faster the training loss falls.
+        return None
     train_drop = float(loss[-k] - loss[-1])
     val_drop = float(vs[-k] - np.min(vs[-k:]))
     gap_growth = float((vs[-1] - loss[-1]) - (vs[-k] - loss[-k]))
@@ -329,6 +334,16 @@ def detect_overfitting(loss, val, t):
              "end_train_loss": float(loss[-1])},
         )
     return None
+
+
+def _still_improving(val, best, noise, recent):
+    """Whether the validation loss is at its lowest at the last epoch, or its
+    last `recent` epochs went below everything before by more than `noise`
+    (the median epoch-to-epoch change)."""
+    if best == len(val) - 1:
+        return True
+    new_low = float(np.min(val[:-recent]) - np.min(val[-recent:]))
+    return new_low > max(noise, 1e-3 * abs(float(val[best])))
 
 
 def detect_unshuffled(steps, steps_per_epoch, t, step_labels=None):

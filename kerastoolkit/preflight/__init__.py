@@ -6,13 +6,8 @@ print(report)          # "healthy, no findings." or each problem with what to do
 ```
 """
 
-from kerastoolkit.diagnostics import report as _report
-from kerastoolkit.preflight.checks import ADVICE
 from kerastoolkit.preflight.checks import DEFAULT_THRESHOLDS
-from kerastoolkit.preflight.checks import PREFLIGHT_CODES
 from kerastoolkit.preflight.checks import PreflightReport
 from kerastoolkit.preflight.checks import check
-
-# The preflight codes are finding codes like the curve diagnosis's.
-for _code, _severity in PREFLIGHT_CODES.items():
-    _report.CODES.setdefault(_code, _severity)
+from kerastoolkit.preflight.codes import ADVICE
+from kerastoolkit.preflight.codes import PREFLIGHT_CODES

@@ -1,104 +1,70 @@
 """`check`: Karpathy's "Recipe" sanity checks, run before the first epoch.
 
-Every check works on a sample of the data and on a *copy* of the model
-(`keras.models.clone_model` with the same weights, its own optimizer): the
-user's model, weights, optimizer state and random state are left
-bit-identical. Each problem found is a `Finding` (the same shape as the curve
-diagnosis) with its evidence and what to do.
+Every check works on a sample of the data, read in the order `fit` will feed
+it (`kerastoolkit.preflight.data`), and on one *copy* of the model
+(`keras.models.clone_model` with the same weights): the user's model,
+weights, optimizer state, data and random state are left bit-identical.
+Each problem found is a `Finding` (the same shape as the curve diagnosis)
+with its evidence and what to do.
 
 | code | check (default thresholds) |
 | --- | --- |
 | `non_finite_inputs` | a NaN or Inf in the inputs |
-| `input_scale` | inputs far from standardized: overall `std > 5` or `|mean| > 5` (raw 0–255 pixels) |
+| `input_scale` | what the first layer with weights receives is far from standardized: `std > 5` or `|mean| > 5` (raw 0–255 pixels and no `Rescaling`/`Normalization` in front) |
 | `constant_input` | more than half of the input features constant over the sample |
 | `labels_out_of_range` | sparse labels outside `[0, C)` or not integers |
 | `label_format` | one-hot labels with a sparse loss, or sparse labels with a one-hot loss |
 | `logits_mismatch` | `from_logits=True` on outputs that are already probabilities (rows sum to 1), or `from_logits=False` on outputs outside `[0, 1]` |
 | `single_class` / `class_imbalance` | one class in the labels / largest class ≥ 10× the smallest |
-| `data_order` | the first batches' mean labels spread > 4× as much as random batches' |
-| `init_loss` | loss at initialisation above `1.5·chance + 0.5` (`chance` = the label entropy, `ln C` for balanced classes) |
-| `cannot_overfit` | a copy trained on one batch of 16 for up to 150 Adam steps stays above `0.1·chance` |
-| `ignores_input` | trained as many steps on the same batch with zeroed inputs it does as well (loss on real inputs > 0.5× that on zeros) |
-| `no_signal` | trained on half of the sample, its loss on the held-back half is not below `0.9·chance` |
+| `data_order` | in the order `fit` uses, the first batches' mean labels spread > 4× as much as random batches' (not checked for arrays `fit` shuffles) |
+| `init_loss` | loss at initialisation above `1.5·ln C + 0.5` |
+| `optimizer_nan` / `optimizer_explodes` / `optimizer_rises` / `optimizer_flat` | a copy compiled with a copy of the model's own optimizer, trained 12 steps on the first batches, does not lower their loss (see `kerastoolkit.preflight.trial`) |
+| `cannot_overfit` | a copy trained on one batch of 16 for up to 150 steps (the model's optimizer, then Adam) stays above `floor + 0.1·(chance − floor)`, `floor` the lowest loss the loss allows (the smoothed targets' entropy under label smoothing, else 0) |
+| `ignores_input` | that copy does as well on the batch with its inputs zeroed (its last loss on the real inputs > 0.5× its loss on zeros) |
+| `no_signal` | after the optimizer trial (or, when that is too slow to tell, 60 more steps, then 60 Adam steps), the loss on held-back examples is neither below `floor + 0.9·(chance − floor)` nor below `chance` by two standard errors of its estimate (one-sided: labels that do not match the inputs leave it above chance) |
 | `dead_gradients` | a trainable variable with no gradient, an all-zero or a non-finite one |
 | `dead_relu` / `exploding_activations` / `vanishing_activations` | at initialisation, as in the curve diagnosis |
-| `lr_suggestion` | (`lr_range_test=True`) the LR range test's suggestion, for information |
+| `lr_suggestion` | (`lr_range_test=True`, or a failed optimizer trial) the LR range test's suggestion for the model's optimizer |
 """
 
 import math
 import random as _random
 import time
-
-import numpy as np
+import warnings
 
 import keras
+import numpy as np
 
 from kerastoolkit.diagnostics import statistics as stats_lib
-from kerastoolkit.diagnostics.report import Finding
 from kerastoolkit.diagnostics.report import Report
 from kerastoolkit.diagnostics.report import merged_thresholds
+from kerastoolkit.preflight import data as data_lib
+from kerastoolkit.preflight import rules
+from kerastoolkit.preflight import trial as trial_lib
+from kerastoolkit.preflight.codes import ADVICE  # noqa: F401  (public: kt.preflight.ADVICE)
+from kerastoolkit.preflight.codes import PREFLIGHT_CODES  # noqa: F401
+from kerastoolkit.preflight.codes import finding
+from kerastoolkit.preflight.copies import Copy
 
-#: Severity of every preflight code (registered with the diagnostics codes).
-PREFLIGHT_CODES = {
-    "non_finite_inputs": "error",
-    "input_scale": "warning",
-    "constant_input": "error",
-    "labels_out_of_range": "error",
-    "label_format": "error",
-    "logits_mismatch": "error",
-    "single_class": "error",
-    "class_imbalance": "warning",
-    "data_order": "error",
-    "init_loss": "warning",
-    "cannot_overfit": "error",
-    "ignores_input": "error",
-    "no_signal": "error",
-    "dead_gradients": "error",
-    "lr_suggestion": "info",
-}
-
-ADVICE = {
-    "non_finite_inputs": "Remove or impute the NaN/Inf values before training: "
-    "one NaN example turns the first layer's weights into NaN (and behind ReLU "
-    "the loss stays finite, at the chance level).",
-    "input_scale": "Standardize the inputs (subtract the training mean, divide "
-    "by the std; or scale 0-255 pixels to [0, 1]), e.g. with a "
-    "`keras.layers.Normalization` layer adapted on the training set.",
-    "constant_input": "Most input features never change: the inputs are not "
-    "what you think (a wrong column, a blank image, a broken loader).",
-    "labels_out_of_range": "Sparse labels must be integers in [0, C) with C "
-    "the number of outputs: remap them, or give the model C outputs.",
-    "label_format": "Match labels and loss: integer labels with "
-    "`SparseCategoricalCrossentropy`, one-hot labels with "
-    "`CategoricalCrossentropy`.",
-    "logits_mismatch": "Use `from_logits=True` with a linear last layer (no "
-    "softmax), or a softmax/sigmoid last layer with `from_logits=False`, not "
-    "a mix.",
-    "single_class": "Only one class in the labels: the model can learn nothing "
-    "but that class. Check the labels and the data split.",
-    "class_imbalance": "Strongly imbalanced classes: set the last layer's bias "
-    "to the log class priors, use class weights or resampling, and watch "
-    "per-class metrics.",
-    "data_order": "The data come sorted (grouped by label): shuffle them (a "
-    "`tf.data` pipeline with `.shuffle(n, reshuffle_each_iteration=True)`, "
-    "or `fit(..., shuffle=True)`).",
-    "init_loss": "The initial loss is far above the chance level: the "
-    "initialization is overconfident. Scale down the last layer (Xavier/"
-    "Kaiming init), set its bias to zero or to the log class priors.",
-    "cannot_overfit": "A copy of the model cannot memorize one small batch: "
-    "the model, the loss or the labels are broken (check the output layer, "
-    "the loss, `from_logits`, the labels).",
-    "ignores_input": "The model does as well with zeroed inputs as with the "
-    "real ones: it does not use its input (a disconnected branch, a "
-    "`stop_gradient`, inputs overwritten in the pipeline).",
-    "no_signal": "A short training does not lower the loss on held-back "
-    "batches: the labels do not match the inputs (shuffled or misaligned "
-    "labels, a join on the wrong key), or the inputs carry no signal.",
-    "dead_gradients": "Some trainable weights get no usable gradient: a branch "
-    "not connected to the loss, a `stop_gradient`, an integer cast, or "
-    "NaN/Inf in the forward pass.",
-    "lr_suggestion": "The learning-rate range test's suggestion (Smith 2017): "
-    "a starting point, not a guarantee.",
+DEFAULT_THRESHOLDS = {
+    "input_std": 5.0,
+    "input_mean": 5.0,
+    "constant_fraction": 0.5,
+    "imbalance_ratio": 10.0,
+    "order_batches": 20,
+    "order_ratio": 4.0,
+    "init_loss_factor": 1.5,
+    "init_loss_margin": 0.5,
+    "overfit_fraction": 0.1,
+    "ignores_input_ratio": 0.5,
+    "signal_fraction": 0.9,
+    "trial_explode": 3.0,
+    "trial_rise": 0.05,
+    "trial_flat": 0.002,
+    # The activation statistics' own thresholds, with a dead-ReLU fraction
+    # for a network at initialization.
+    **stats_lib.DEFAULT_THRESHOLDS,
+    "dead_relu_fraction": 0.9,
 }
 
 
@@ -109,6 +75,7 @@ class PreflightReport(Report):
         super().__init__(findings, notes=notes)
         self.seconds = seconds
         self.checks = list(checks or [])
+        self.timings = {}
 
     def __str__(self):
         head = f"Preflight ({len(self.checks)} checks"
@@ -128,313 +95,6 @@ class PreflightReport(Report):
     @property
     def errors(self):
         return [f for f in self.findings if f.severity == "error"]
-
-
-def _finding(code, message, evidence):
-    return Finding(code, PREFLIGHT_CODES[code], message, ADVICE[code], evidence)
-
-
-# ------------------------------------------------------------------ data
-
-
-def _take(data, num_examples, batch_size, shuffle, rng):
-    """`(x, y)` NumPy arrays of at most `num_examples`, in training order."""
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        x, y = data[0], data[1]
-        n = len(keras.tree.flatten(x)[0])
-        if shuffle:
-            idx = np.sort(rng.choice(n, size=min(n, num_examples), replace=False))
-            idx = rng.permutation(idx)
-        else:
-            idx = np.arange(min(n, num_examples))
-        take = lambda a: np.asarray(a)[idx]  # noqa: E731
-        return keras.tree.map_structure(take, x), take(y)
-    # a batched iterable (tf.data.Dataset, PyDataset, generator of (x, y))
-    xs, ys, seen = [], [], 0
-    for batch in data:
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        xs.append(keras.tree.map_structure(np.asarray, x))
-        ys.append(np.asarray(y))
-        seen += len(ys[-1])
-        if seen >= num_examples:
-            break
-    if not ys:
-        raise ValueError("`data` yielded no batch. Received: data=<empty>")
-    x = keras.tree.map_structure(lambda *a: np.concatenate(a), *xs)
-    return x, np.concatenate(ys)
-
-
-def _slice(x, idx):
-    return keras.tree.map_structure(lambda a: a[idx], x)
-
-
-# ------------------------------------------------------------------ loss kind
-
-
-def _loss_kind(model):
-    """`(kind, from_logits)`: kind in {"sparse", "categorical", "binary", None}."""
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, (list, tuple, dict)):
-        return None, None
-    name = loss if isinstance(loss, str) else type(loss).__name__
-    if callable(loss) and not isinstance(loss, keras.losses.Loss):
-        name = getattr(loss, "__name__", "")
-    name = str(name).lower().replace("_", "")
-    from_logits = bool(getattr(loss, "from_logits", False))
-    if "sparsecategoricalcrossentropy" in name:
-        return "sparse", from_logits
-    if "categoricalcrossentropy" in name:
-        return "categorical", from_logits
-    if "binarycrossentropy" in name:
-        return "binary", from_logits
-    return None, from_logits
-
-
-def _entropy(counts):
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
-# ------------------------------------------------------------------ the checks
-
-
-def _input_checks(x, t, full_x=None):
-    """NaN/Inf over all of `full_x` (arrays: cheap), scale and constant
-    features over the sample `x`."""
-    found = []
-    leaves = [np.asarray(a) for a in keras.tree.flatten(x)]
-    floats = [a for a in leaves if np.issubdtype(a.dtype, np.number)]
-    every = [np.asarray(a) for a in keras.tree.flatten(full_x if full_x is not None else x)]
-    every = [a for a in every if np.issubdtype(a.dtype, np.number)]
-    bad = sum(int(np.sum(~np.isfinite(a.astype("float64")))) for a in every)
-    if bad:
-        rows = sorted({int(i) for a in every
-                       for i in np.flatnonzero(~np.isfinite(
-                           a.reshape(len(a), -1).astype("float64")).any(axis=1))})
-        found.append(_finding(
-            "non_finite_inputs",
-            f"{bad} NaN/Inf value(s) in the inputs, in example(s) {rows[:10]}"
-            f"{' ...' if len(rows) > 10 else ''}.",
-            {"count": bad, "examples": rows[:50]}))
-    for a in floats:
-        v = a.reshape(len(a), -1).astype("float64")
-        v = np.where(np.isfinite(v), v, np.nan)
-        peak = float(np.nanmax(np.abs(v))) if v.size else 0.0
-        std = float(np.nanstd(v)) if v.size else 0.0
-        mean = float(np.nanmean(v)) if v.size else 0.0
-        if std > t["input_std"] or abs(mean) > t["input_mean"]:
-            found.append(_finding(
-                "input_scale",
-                f"The inputs are far from standardized: max |x| = {peak:.4g}, "
-                f"std = {std:.4g}, mean = {float(np.nanmean(v)):.4g} (raw 0-255 "
-                "pixels?).",
-                {"max_abs": peak, "std": std, "mean": float(np.nanmean(v))}))
-            break
-    for a in floats:
-        v = a.reshape(len(a), -1).astype("float64")
-        if len(v) < 2:
-            continue
-        constant = np.nanmax(v, axis=0) - np.nanmin(v, axis=0) <= 0
-        frac = float(np.mean(constant))
-        if frac > t["constant_fraction"]:
-            found.append(_finding(
-                "constant_input",
-                f"{int(constant.sum())} of {constant.size} input features "
-                f"({100 * frac:.0f}%) are constant over {len(v)} examples.",
-                {"constant_features": int(constant.sum()),
-                 "features": int(constant.size)}))
-            break
-    return found
-
-
-def _label_checks(y, outputs, kind, from_logits, t):
-    """Label range/format/imbalance and logits checks; returns
-    `(findings, class_counts or None, classes)`."""
-    found = []
-    y = np.asarray(y)
-    probs = np.asarray(outputs, "float64")
-    c_out = probs.shape[-1] if probs.ndim >= 2 else 1
-    counts = None
-    # label format
-    one_hot = y.ndim >= 2 and y.shape[-1] > 1 and np.all((y == 0) | (y == 1)) and np.all(
-        y.sum(axis=-1) == 1)
-    if kind == "sparse" and y.ndim >= 2 and y.shape[-1] > 1:
-        found.append(_finding(
-            "label_format",
-            f"The labels have shape {y.shape[1:]} (one-hot?) but the loss is a "
-            "sparse categorical cross-entropy, which wants integer class ids.",
-            {"label_shape": list(y.shape), "loss": "sparse"}))
-    elif kind == "categorical" and (y.ndim == 1 or y.shape[-1] == 1) and c_out > 1:
-        found.append(_finding(
-            "label_format",
-            f"The labels are class ids (shape {y.shape[1:] or '()'}) but the loss "
-            "is a (one-hot) categorical cross-entropy.",
-            {"label_shape": list(y.shape), "loss": "categorical"}))
-    if kind == "sparse" and not (y.ndim >= 2 and y.shape[-1] > 1):
-        flat = y.reshape(-1)
-        integer = np.all(np.isfinite(flat)) and np.all(np.equal(np.round(flat), flat))
-        low, high = float(np.min(flat)), float(np.max(flat))
-        if not integer or low < 0 or high >= c_out:
-            found.append(_finding(
-                "labels_out_of_range",
-                f"Sparse labels must be integers in [0, {c_out}) for {c_out} outputs; "
-                f"they range over [{low:.4g}, {high:.4g}]"
-                f"{'' if integer else ' and are not all integers'}.",
-                {"min": low, "max": high, "outputs": c_out, "integer": bool(integer)}))
-        else:
-            counts = np.bincount(flat.astype("int64"), minlength=c_out)
-    elif one_hot:
-        counts = y.reshape(-1, y.shape[-1]).sum(axis=0)
-    elif kind == "binary":
-        flat = y.reshape(-1)
-        if np.all((flat == 0) | (flat == 1)):
-            counts = np.bincount(flat.astype("int64"), minlength=2)
-    # logits vs probabilities
-    if kind in ("sparse", "categorical") and c_out > 1 and np.all(np.isfinite(probs)):
-        rows_are_probs = (np.all(probs >= 0) and np.all(probs <= 1)
-                          and np.allclose(probs.sum(axis=-1), 1.0, atol=1e-3))
-        if from_logits and rows_are_probs:
-            found.append(_finding(
-                "logits_mismatch",
-                "The loss has `from_logits=True`, but the model's outputs are "
-                "already probabilities (each row sums to 1): a softmax is applied "
-                "twice and the loss cannot go below about ln(1 + (C-1)/e).",
-                {"from_logits": True, "outputs_are_probabilities": True}))
-        elif not from_logits and not rows_are_probs:
-            found.append(_finding(
-                "logits_mismatch",
-                "The loss has `from_logits=False`, but the model's outputs are "
-                f"not probabilities (range [{probs.min():.3g}, {probs.max():.3g}], "
-                "rows do not sum to 1): use `from_logits=True` or a softmax.",
-                {"from_logits": False, "outputs_are_probabilities": False}))
-    if counts is not None:
-        present = counts[counts > 0]
-        if len(present) == 1:
-            found.append(_finding(
-                "single_class",
-                f"Every label in the sample ({int(counts.sum())}) is class "
-                f"{int(np.flatnonzero(counts)[0])}.",
-                {"counts": counts.tolist()}))
-        elif present.max() >= t["imbalance_ratio"] * present.min():
-            found.append(_finding(
-                "class_imbalance",
-                f"The largest class has {int(present.max())} examples, the smallest "
-                f"{int(present.min())} ({present.max() / present.min():.3g}x).",
-                {"counts": counts.tolist()}))
-    return found, counts
-
-
-def _order_check(y, batch_size, t):
-    y = np.asarray(y)
-    if y.ndim >= 2 and y.shape[-1] > 1:
-        y = y.argmax(axis=-1)
-    y = y.reshape(len(y), -1).mean(axis=1).astype("float64")
-    n_batches = min(len(y) // batch_size, t["order_batches"])
-    if n_batches < 3 or np.var(y) <= 0:
-        return []
-    means = y[: n_batches * batch_size].reshape(n_batches, batch_size).mean(axis=1)
-    ratio = float(np.var(means) / (np.var(y) / batch_size))
-    if ratio > t["order_ratio"]:
-        return [_finding(
-            "data_order",
-            f"The first {n_batches} batches' mean labels spread {ratio:.3g}x as "
-            "much as random batches' would: the data come sorted or grouped "
-            f"(the first batches' labels: {np.round(means[:6], 2).tolist()}).",
-            {"label_spread_ratio": ratio, "batches": n_batches,
-             "batch_mean_labels": means.tolist()})]
-    return []
-
-
-def _clone_layer(layer):
-    if isinstance(layer, keras.layers.Lambda):
-        return layer  # stateless; its Python function cannot be re-created safely
-    return layer.__class__.from_config(layer.get_config())
-
-
-def _copy(model, learning_rate):
-    clone = keras.models.clone_model(model, clone_function=_clone_layer)
-    clone.set_weights(model.get_weights())
-    clone.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=model.loss)
-    clone.optimizer.build(clone.trainable_variables)
-    clone._kt_fresh_optimizer = [np.array(keras.ops.convert_to_numpy(v))
-                                 for v in clone.optimizer.variables]
-    return clone
-
-
-def _train_on(clone, x, y, steps, target=None):
-    """Trains on one batch; returns `(final loss, steps taken)`."""
-    loss, taken = math.nan, 0
-    for _ in range(steps):
-        loss = _scalar(clone.train_on_batch(x, y))
-        taken += 1
-        if not math.isfinite(loss) or (target is not None and loss < target):
-            break
-    return loss, taken
-
-
-def _loss(clone, x, y, batch_size=256):
-    return _scalar(clone.evaluate(x, y, batch_size=batch_size, verbose=0))
-
-
-def _scalar(result):
-    """The loss from `train_on_batch`/`evaluate` (a scalar or `[loss, ...]`)."""
-    if isinstance(result, dict):
-        result = result["loss"]
-    return float(np.ravel(np.asarray(result, dtype="float64"))[0])
-
-
-def _gradient_checks(clone, x, y, t):
-
-    found = []
-    try:
-        grads = stats_lib.gradients(clone, x, y)
-    except NotImplementedError:
-        return found
-    dead = []
-    for v, g in zip(clone.trainable_variables, grads):
-        if g is None:
-            dead.append((v.path, "no gradient"))
-        elif not np.all(np.isfinite(g)):
-            dead.append((v.path, "non-finite gradient"))
-        elif not np.any(g):
-            dead.append((v.path, "zero gradient"))
-    if dead:
-        found.append(_finding(
-            "dead_gradients",
-            f"{len(dead)} of {len(grads)} trainable variables get no usable "
-            "gradient: " + ", ".join(f"{p} ({why})" for p, why in dead[:6])
-            + (" ..." if len(dead) > 6 else "") + ".",
-            {"variables": {p: why for p, why in dead}}))
-    try:
-        recorder = stats_lib.StatisticsRecorder(clone, (x, y))
-        record = recorder.record(0)
-    except (ValueError, NotImplementedError):
-        return found
-    statistics = dict(recorder.metadata(), records=[dict(record, update_ratio=None)])
-    for f in stats_lib.detect(statistics, t):
-        if f.code in ("dead_relu", "vanishing_activations", "exploding_activations"):
-            f.message = "At initialization: " + f.message
-            found.append(f)
-    return found
-
-
-DEFAULT_THRESHOLDS = {
-    "input_std": 5.0,
-    "input_mean": 5.0,
-    "constant_fraction": 0.5,
-    "imbalance_ratio": 10.0,
-    "order_batches": 20,
-    "order_ratio": 4.0,
-    "init_loss_factor": 1.5,
-    "init_loss_margin": 0.5,
-    "overfit_fraction": 0.1,
-    "ignores_input_ratio": 0.5,
-    "signal_fraction": 0.9,
-    # The activation statistics' own thresholds, with a dead-ReLU fraction
-    # for a network at initialization.
-    **stats_lib.DEFAULT_THRESHOLDS,
-    "dead_relu_fraction": 0.9,
-}
 
 
 class _RandomState:
@@ -457,185 +117,6 @@ class _RandomState:
         return False
 
 
-def check(model, data, batch_size=32, shuffle=False, num_examples=512,
-          overfit_steps=150, signal_steps=60, learning_rate=3e-3,
-          lr_range_test=False, thresholds=None):
-    """Checks a model and its data before training, in seconds.
-
-    Runs the sanity checks of Karpathy's "A Recipe for Training Neural
-    Networks" (the module docstring lists each rule) on the first
-    `num_examples` examples, training only copies of the model.
-
-    Args:
-        model: a compiled Keras model (functional or `Sequential` for the
-            activation statistics).
-        data: `(x, y)` arrays, or a batched `tf.data.Dataset`/iterable of
-            `(x, y)` in the order training will see them.
-        batch_size: the training batch size (for the data-order check).
-            Defaults to `32`.
-        shuffle: whether `fit` will shuffle the arrays itself (then the order
-            check is skipped and the sample is drawn at random). Defaults to
-            `False`.
-        num_examples: examples sampled. Defaults to `512`.
-        overfit_steps: most steps of the one-batch overfit. Defaults to `150`.
-        signal_steps: steps of the short training of the learnable-signal
-            check. Defaults to `60`.
-        learning_rate: Adam's rate for the copies. Defaults to `3e-3`.
-        lr_range_test: also run `find_learning_rate` on a copy. Defaults to
-            `False`.
-        thresholds: dict overriding entries of `DEFAULT_THRESHOLDS`.
-            Defaults to `None`.
-
-    Returns:
-        A `PreflightReport` (`str()` in words, `to_json()`, `.errors`).
-
-    Raises:
-        ValueError: if the model is not compiled, or for bad arguments.
-
-    Example:
-
-    ```python
-    report = kt.preflight.check(model, (x_train, y_train), batch_size=64)
-    print(report)
-    ```
-
-    References:
-        - Karpathy, 2019, "A Recipe for Training Neural Networks",
-          http://karpathy.github.io/2019/04/25/recipe/
-    """
-    if getattr(model, "loss", None) is None or getattr(model, "optimizer", None) is None:
-        raise ValueError(
-            "`model` must be compiled (loss and optimizer). "
-            f"Received: model={getattr(model, 'name', model)!r}"
-        )
-    for name, value, low in (("batch_size", batch_size, 1), ("num_examples", num_examples, 8),
-                             ("overfit_steps", overfit_steps, 1),
-                             ("signal_steps", signal_steps, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ValueError(
-                f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    t = merged_thresholds(DEFAULT_THRESHOLDS, thresholds)
-    start = time.perf_counter()
-    findings, notes = [], []
-    checks = _Timed()
-    with _RandomState():
-        rng = np.random.default_rng(0)
-        x, y = _take(data, num_examples, batch_size, shuffle, rng)
-        n = len(y)
-        checks.append("inputs")
-        full_x = data[0] if isinstance(data, (tuple, list)) and len(data) in (2, 3) else x
-        findings += _input_checks(x, t, full_x)
-        finite_x = keras.tree.map_structure(
-            lambda a: np.nan_to_num(np.asarray(a), nan=0.0, posinf=0.0, neginf=0.0)
-            if np.issubdtype(np.asarray(a).dtype, np.floating) else a, x)
-        kind, from_logits = _loss_kind(model)
-        clone = _copy(model, learning_rate)
-        with_weights = model.get_weights()
-        outputs = keras.ops.convert_to_numpy(clone(_slice(finite_x, slice(0, 256)),
-                                                   training=False))
-        checks.append("labels")
-        label_findings, counts = _label_checks(y, outputs, kind, from_logits, t)
-        findings += label_findings
-        broken_labels = any(f.code in ("labels_out_of_range", "label_format")
-                            for f in label_findings)
-        if not shuffle:
-            checks.append("data_order")
-            findings += _order_check(y, batch_size, t)
-        if broken_labels:
-            notes.append("labels do not fit the loss: training checks skipped.")
-        else:
-            chance = _entropy(counts) if counts is not None else None
-            checks.append("init_loss")
-            init = _loss(clone, finite_x, y)
-            # a uniform guess over the C outputs scores ln C whatever the labels
-            c_out = outputs.shape[-1] if outputs.ndim >= 2 else 1
-            uniform = math.log(c_out) if kind in ("sparse", "categorical") else (
-                math.log(2) if kind == "binary" else chance)
-            if uniform is not None and init > t["init_loss_factor"] * uniform + t[
-                    "init_loss_margin"]:
-                findings.append(_finding(
-                    "init_loss",
-                    f"The loss at initialization is {init:.4g}, against {uniform:.4g} "
-                    f"for a uniform guess over the {c_out} outputs (ln C).",
-                    {"init_loss": init, "chance": uniform}))
-            if chance is None:
-                notes.append("no class labels: the chance-level checks are skipped.")
-            checks.append("gradients_and_activations")
-            findings += _gradient_checks(clone, _slice(finite_x, slice(0, 64)),
-                                         y[:64], t)
-            # overfit one batch, and the same batch with zeroed inputs
-            b = min(16, n)
-            xb, yb = _slice(finite_x, slice(0, b)), y[:b]
-            chance_b = chance if chance is not None else 1.0
-            checks.append("overfit_one_batch")
-            fit_loss, fit_steps = _train_on(clone, xb, yb, overfit_steps,
-                                            target=0.5 * t["overfit_fraction"] * chance_b)
-            if chance is not None and not fit_loss < t["overfit_fraction"] * chance:
-                findings.append(_finding(
-                    "cannot_overfit",
-                    f"Trained for up to {overfit_steps} steps on one batch of {b}, a "
-                    f"copy of the model only reached a loss of {fit_loss:.4g} "
-                    f"(chance {chance:.4g}).",
-                    {"loss": fit_loss, "chance": chance, "steps": overfit_steps,
-                     "batch": b}))
-            checks.append("input_independent_baseline")
-            zero = _reset(clone, with_weights)
-            xz = keras.tree.map_structure(np.zeros_like, xb)
-            # as many steps as the real inputs took: the same budget
-            zero_loss, _ = _train_on(zero, xz, yb, max(fit_steps, 10))
-            if math.isfinite(zero_loss) and math.isfinite(fit_loss) and (
-                    fit_loss > t["ignores_input_ratio"] * zero_loss):
-                findings.append(_finding(
-                    "ignores_input",
-                    f"On one batch, a copy trained on the real inputs reached "
-                    f"{fit_loss:.4g}, one trained on zeroed inputs {zero_loss:.4g}: "
-                    "the inputs do not help.",
-                    {"real_inputs_loss": fit_loss, "zero_inputs_loss": zero_loss}))
-            # learnable signal: train on half, evaluate the held-back half
-            half = n // 2
-            if chance is not None and half >= 32:
-                checks.append("learnable_signal")
-                sig = _reset(clone, with_weights)
-                xa, ya = _slice(finite_x, slice(0, half)), y[:half]
-                xh, yh = _slice(finite_x, slice(half, n)), y[half:n]
-                order = np.random.default_rng(1).permutation(half)
-                bs = min(batch_size, half)
-                for i in range(signal_steps):
-                    idx = order[(i * bs) % half: (i * bs) % half + bs]
-                    if len(idx) < 2:
-                        continue
-                    sig.train_on_batch(_slice(xa, idx), ya[idx])
-                held = _loss(sig, xh, yh)
-                held_chance = _entropy(_counts(yh, counts)) if counts is not None else chance
-                if not held < t["signal_fraction"] * held_chance:
-                    findings.append(_finding(
-                        "no_signal",
-                        f"After {signal_steps} steps on {half} examples, the loss on "
-                        f"{n - half} held-back examples is {held:.4g}, not below the "
-                        f"chance level {held_chance:.4g}.",
-                        {"held_back_loss": held, "chance": held_chance,
-                         "steps": signal_steps}))
-        if lr_range_test and not broken_labels:
-            checks.append("lr_range_test")
-            from kerastoolkit.diagnostics.lr_finder import find_learning_rate
-
-            lr_copy = _copy_like(clone, model, with_weights, learning_rate)
-            try:
-                finder = find_learning_rate(lr_copy, finite_x, y, batch_size=min(
-                    batch_size, n), min_lr=1e-6, max_lr=10.0, num_steps=min(100, n // 2))
-                findings.append(_finding(
-                    "lr_suggestion",
-                    f"The LR range test suggests {finder.suggestion:.3g} (steepest "
-                    f"{finder.steepest:.3g}) for Adam.",
-                    {"suggestion": finder.suggestion, "steepest": finder.steepest}))
-            except ValueError as error:
-                notes.append(f"LR range test: {error}")
-    report = PreflightReport(findings, notes=notes, seconds=time.perf_counter() - start,
-                             checks=list(checks))
-    report.timings = checks.timings()
-    return report
-
-
 class _Timed(list):
     """The names of the checks run, with the seconds each took."""
 
@@ -652,25 +133,462 @@ class _Timed(list):
         return {name: round(b - a, 3) for name, a, b in zip(self, marks[:-1], marks[1:])}
 
 
-def _counts(y, reference):
-    y = np.asarray(y)
-    if y.ndim >= 2 and y.shape[-1] > 1:
-        return y.reshape(-1, y.shape[-1]).sum(axis=0)
-    flat = y.reshape(-1).astype("int64")
-    return np.bincount(flat, minlength=len(reference))
+def check(model, data, batch_size=32, shuffle=True, num_examples=512,
+          overfit_steps=150, signal_steps=60, learning_rate=3e-3, trial_steps=12,
+          epochs=None, lr_range_test=False, thresholds=None):
+    """Checks a model and its data before training, in seconds.
+
+    Runs the sanity checks of Karpathy's "A Recipe for Training Neural
+    Networks" (the module docstring lists each rule) on a sample of the data
+    read in the order `fit` will use, training only a copy of the model: the
+    model's own optimizer (copied from its config) must lower the loss of
+    the first batches, and, with Adam as a reference, the model must
+    memorize one batch and learn something that holds on held-back examples.
+
+    Args:
+        model: a compiled Keras model (functional or `Sequential` for the
+            activation statistics and the input scale seen by its first layer
+            with weights).
+        data: what `fit` will get: `(x, y)` arrays, a batched
+            `tf.data.Dataset` (read through a copy of the pipeline), a
+            `keras.utils.PyDataset`, or a function returning a fresh
+            iterable of `(x, y)` batches. A generator object is refused:
+            reading it would take batches from `fit`.
+        batch_size: `fit`'s batch size for arrays (datasets bring their
+            own). Defaults to `32` (`fit`'s).
+        shuffle: how `fit` orders arrays and `PyDataset` batches, as `fit`'s
+            own argument: `True` (a new permutation each epoch: the order
+            check is skipped), `"batch"` or `False`. Ignored for other data,
+            as by `fit`. Defaults to `True` (`fit`'s).
+        num_examples: examples for the data checks; the optimizer trial
+            reads `trial_steps` batches more. Defaults to `512`.
+        overfit_steps: most steps of the one-batch overfit. Defaults to `150`.
+        signal_steps: Adam steps of the learnable-signal check when the
+            model's own optimizer is too slow to tell. Defaults to `60`.
+        learning_rate: the reference Adam's rate. Defaults to `3e-3`.
+        trial_steps: steps of the optimizer trial. Defaults to `12`.
+        epochs: the epochs `fit` will run, to read a schedule over the whole
+            run (a rate that stays 0 for all of it). Defaults to `None`: 100
+            epochs' worth of steps.
+        lr_range_test: also run the LR range test for the model's optimizer.
+            Defaults to `False` (it runs anyway when the trial fails).
+        thresholds: dict overriding entries of `DEFAULT_THRESHOLDS`.
+            Defaults to `None`.
+
+    Returns:
+        A `PreflightReport` (`str()` in words, `to_json()`, `.errors`,
+        `.timings`).
+
+    Raises:
+        ValueError: if the model is not compiled, for a generator object,
+            or for bad arguments.
+
+    Example:
+
+    ```python
+    report = kt.preflight.check(model, (x_train, y_train), batch_size=64)
+    print(report)
+    ```
+
+    References:
+        - Karpathy, 2019, "A Recipe for Training Neural Networks",
+          http://karpathy.github.io/2019/04/25/recipe/
+    """
+    _validate(model, batch_size, num_examples, overfit_steps, signal_steps,
+              trial_steps, epochs, learning_rate)
+    data_lib.check_shuffle(shuffle)
+    run = _Run(model, merged_thresholds(DEFAULT_THRESHOLDS, thresholds), dict(
+        overfit_steps=overfit_steps, signal_steps=signal_steps, learning_rate=learning_rate,
+        trial_steps=trial_steps, epochs=epochs, lr_range_test=lr_range_test))
+    start = time.perf_counter()
+    with _RandomState(), warnings.catch_warnings():
+        # Keras warns about what the copies do (a missing gradient, a softmax
+        # under from_logits): the findings say it in words, once.
+        warnings.simplefilter("ignore")
+        reading = num_examples + trial_steps * batch_size
+        sample = data_lib.take(data, reading, batch_size, shuffle, np.random.default_rng(0))
+        run.all(sample, batch_size if data_lib.is_arrays(data) else None, num_examples)
+    report = PreflightReport(run.findings, notes=run.notes,
+                             seconds=time.perf_counter() - start, checks=list(run.checks))
+    report.timings = run.checks.timings()
+    return report
 
 
-def _reset(clone, weights):
-    """The same copy, back at the initial weights with a fresh optimizer state
-    (no new copy, no retracing)."""
-    clone.set_weights(weights)
-    for v, value in zip(clone.optimizer.variables, clone._kt_fresh_optimizer):
-        v.assign(value)
-    return clone
+def _validate(model, batch_size, num_examples, overfit_steps, signal_steps, trial_steps,
+              epochs, learning_rate):
+    if getattr(model, "loss", None) is None or getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            "`model` must be compiled (loss and optimizer). "
+            f"Received: model={getattr(model, 'name', model)!r}"
+        )
+    for name, value, low in (("batch_size", batch_size, 1), ("num_examples", num_examples, 8),
+                             ("overfit_steps", overfit_steps, 1),
+                             ("signal_steps", signal_steps, 1), ("trial_steps", trial_steps, 2),
+                             ("epochs", 1 if epochs is None else epochs, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(
+                f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+    if not isinstance(learning_rate, (int, float)) or isinstance(learning_rate, bool) or not (
+            0 < learning_rate < math.inf):
+        raise ValueError(
+            f"`learning_rate` must be a positive number. Received: learning_rate={learning_rate!r}")
 
 
-def _copy_like(clone, model, weights, learning_rate):
-    other = keras.models.clone_model(clone, clone_function=_clone_layer)
-    other.set_weights(weights)
-    other.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=model.loss)
-    return other
+def _slice(x, idx):
+    return keras.tree.map_structure(lambda a: a[idx], x)
+
+
+def _finite(x):
+    def fix(a):
+        a = np.asarray(a)
+        if np.issubdtype(a.dtype, np.floating):
+            return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        return a
+
+    return keras.tree.map_structure(fix, x)
+
+
+class _Parts:
+    """The sample cut as training uses it: the batches trained on first
+    (`x`, `y`, `batches` of `batch`) and the held-back examples (`xh`, `yh`)."""
+
+    def __init__(self, x, y, batch_size, num_examples):
+        n = len(y)
+        held = min(num_examples // 2, n // 2)
+        self.batch = max(1, min(batch_size, n - held))
+        self.batches = max(1, (n - held) // self.batch)
+        end = self.batches * self.batch
+        self.x, self.y = _slice(x, slice(0, end)), y[:end]
+        self.xh, self.yh = _slice(x, slice(n - held, n)), y[n - held:]
+
+    def batch_at(self, i):
+        """The `i`-th batch, cycling over the batches trained on."""
+        start = (i % self.batches) * self.batch
+        return _slice(self.x, slice(start, start + self.batch)), self.y[start:start + self.batch]
+
+    def example(self):
+        """Two examples, enough to build what the loss creates on first use."""
+        return _slice(self.x, slice(0, 2)), self.y[:2]
+
+    def one_batch(self, unique):
+        """The first `unique` examples repeated to a whole batch (the traced
+        shape): `(x, y, unique)`."""
+        unique = min(unique, self.batch)
+        idx = np.arange(self.batch) % unique
+        return _slice(self.x, idx), self.y[idx], unique
+
+
+class _Run:
+    """One `check` call: the checks in order, their findings and notes."""
+
+    def __init__(self, model, t, options):
+        self.model, self.t, self.o = model, t, options
+        self.findings, self.notes, self.checks = [], [], _Timed()
+        self.trial, self._compiled, self.floor = None, None, 0.0
+
+    def all(self, sample, batch_size, num_examples):
+        if sample.note:
+            self.notes.append(sample.note)
+        batch_size = batch_size or sample.batch
+        x, y = _finite(sample.x), sample.y
+        head = slice(0, min(len(y), num_examples))
+        copy = self._data_checks(sample, x, head, batch_size)
+        if copy is None:
+            return
+        counts, outputs = self._counts, self._outputs
+        chance = rules.entropy(counts) if counts is not None else None
+        if chance is None:
+            self.notes.append("no class labels: the chance-level checks are skipped.")
+        # With label smoothing the loss cannot go below the smoothed
+        # targets' entropy: the levels below are measured from there.
+        self.floor = rules.loss_floor(self.model, outputs.shape[-1] if outputs.ndim >= 2 else 2)
+        self._init_loss(copy, outputs, y[:len(outputs)])
+        norms = self._gradient_checks(copy, _slice(x, slice(0, 32)), y[:32])
+        parts = _Parts(x, y, batch_size, num_examples)
+        self._trainings(copy, parts, norms, counts, chance, sample.steps_per_epoch)
+
+    def _data_checks(self, sample, x, head, batch_size):
+        """Inputs, labels and order; the copy, or `None` when the labels do
+        not fit the loss (nothing can be trained then)."""
+        self.checks.append("inputs")
+        copy = Copy(self.model)
+        probe = _slice(x, slice(0, 128))
+        seen = rules.first_weighted_inputs(copy.model, _slice(sample.x, slice(0, 128)))
+        raw = _slice(sample.x, head)
+        self.findings += rules.input_checks(raw, seen or [(None, f) for f in keras.tree.flatten(raw)],
+                                            sample.full_x, self.t)
+        kind, from_logits = rules.loss_kind(self.model)
+        self._kind = kind
+        self._outputs = copy.predict(probe)
+        self.checks.append("labels")
+        found, self._counts = rules.label_checks(sample.y[head], self._outputs, kind,
+                                                 from_logits, self.t)
+        self.findings += found
+        if sample.order_known:
+            self.checks.append("data_order")
+            self.findings += rules.order_check(sample.y, batch_size, self.t)
+        if any(f.code in ("labels_out_of_range", "label_format") for f in found):
+            self.notes.append("labels do not fit the loss: training checks skipped.")
+            return None
+        return copy
+
+    def _init_loss(self, copy, outputs, y):
+        self.checks.append("init_loss")
+        init = float(keras.ops.convert_to_numpy(copy.model.compute_loss(
+            y=y, y_pred=keras.ops.convert_to_tensor(outputs), training=False)))
+        c_out = outputs.shape[-1] if outputs.ndim >= 2 else 1
+        # a uniform guess over the C outputs scores ln C whatever the labels
+        uniform = {"sparse": math.log(max(c_out, 2)), "categorical": math.log(max(c_out, 2)),
+                   "binary": math.log(2)}.get(self._kind)
+        if uniform is not None and init > self.t["init_loss_factor"] * uniform + self.t[
+                "init_loss_margin"]:
+            self.findings.append(finding(
+                "init_loss",
+                f"The loss at initialization is {init:.4g}, against {uniform:.4g} "
+                f"for a uniform guess over the {c_out} outputs (ln C).",
+                {"init_loss": init, "chance": uniform}))
+
+    def _gradient_checks(self, copy, x, y):
+        """Dead gradients and activations at initialization; returns the
+        gradient norms per variable (for the trial's clipping diagnosis)."""
+        self.checks.append("gradients_and_activations")
+        try:
+            grads = stats_lib.gradients(copy.model, x, y)
+        except NotImplementedError:
+            return None
+        variables = copy.model.trainable_variables
+        dead = [(v.path, "no gradient" if g is None else
+                 "non-finite gradient" if not np.all(np.isfinite(g)) else "zero gradient")
+                for v, g in zip(variables, grads)
+                if g is None or not np.all(np.isfinite(g)) or not np.any(g)]
+        if dead:
+            self.findings.append(finding(
+                "dead_gradients",
+                f"{len(dead)} of {len(grads)} trainable variables get no usable "
+                "gradient: " + ", ".join(f"{p} ({why})" for p, why in dead[:6])
+                + (" ..." if len(dead) > 6 else "") + ".",
+                {"variables": {p: why for p, why in dead}}))
+        self.findings += _activation_findings(copy.model, x, y, self.t)
+        return [float(np.linalg.norm(g)) for g in grads if g is not None and np.all(np.isfinite(g))]
+
+    # ------------------------------------------------------------ trainings
+    #
+    # Tracing the copy's train function costs far more than the few steps
+    # each check takes, so every check trains at one batch shape and reuses
+    # the function the optimizer trial traced: the model's own optimizer
+    # memorizes the batch and learns the signal when it can. The reference
+    # Adam (a second trace) is compiled only when it cannot: a failed
+    # trial, or one too slow to tell.
+
+    def _trainings(self, copy, parts, norms, counts, chance, steps_per_epoch):
+        own = self._optimizer_trial(copy, parts, norms, steps_per_epoch)
+        self._overfit_and_baseline(copy, parts, chance, own)
+        self._signal(copy, parts, counts, own)
+
+    def _reference(self, copy, parts):
+        """Compiles the copy with the reference Adam (once)."""
+        if self._compiled != "reference":
+            copy.compile(keras.optimizers.Adam(self.o["learning_rate"]), parts.example())
+            self._compiled = "reference"
+        copy.reset()
+
+    def _optimizer_trial(self, copy, parts, norms, steps_per_epoch):
+        """The model's own optimizer, `trial_steps` steps on the first batches;
+        returns whether it lowered the loss."""
+        self.checks.append("optimizer_trial")
+        original = self.model.optimizer
+        try:
+            plan = trial_lib.Plan(original, steps_per_epoch, self.o["epochs"])
+            optimizer = copy.compile(trial_lib.copy_optimizer(original), parts.example())
+        except (ValueError, TypeError, AttributeError) as error:
+            self.notes.append(f"the model's optimizer could not be tried: {error}.")
+            return False
+        self._compiled = "own"
+        if trial_lib.copy_state(original, optimizer):
+            copy.snapshot_optimizer()  # a model trained before continues from there
+        plan.install(optimizer)
+        # The loss of the first examples trained on, before and after (the
+        # same random draws: only the weights differ), and of held-back ones.
+        seen, held = min(64, len(parts.y)), min(128, len(parts.yh))
+        xs, ys = _slice(parts.x, slice(0, seen)), parts.y[:seen]
+        before = copy.loss_of(xs, ys)
+        losses = []
+        for i in range(self.o["trial_steps"]):
+            losses.append(copy.train(*parts.batch_at(i)))
+            if not math.isfinite(losses[-1]):
+                break
+        after = copy.loss_of(xs, ys)
+        held_after = copy.loss_of(_slice(parts.xh, slice(0, held)), parts.yh[:held]) if held else math.inf
+        kind = trial_lib.verdict(before, after, losses, self.t)
+        self.trial = {"kind": kind, "held_after": held_after, "steps": len(losses)}
+        suggestion = None
+        if kind is not None or self.o["lr_range_test"]:
+            suggestion = self._suggest(copy, parts, plan, kind, optimizer, norms)
+        if kind is not None:
+            self.findings.append(_trial_finding(kind, plan, parts, losses, before, after,
+                                                optimizer, norms, suggestion))
+        return kind is None
+
+    def _suggest(self, copy, parts, plan, kind, optimizer, norms):
+        """The LR range test on the copy with the model's optimizer, or `None`
+        (when clipping, not the rate, stops the updates)."""
+        if kind == "flat" and not plan.zero and trial_lib.causes(kind, plan, optimizer, norms):
+            return None
+        from kerastoolkit.diagnostics.lr_finder import find_learning_rate
+
+        self.checks.append("lr_range_test")
+        copy.reset()
+        steps = max(20, min(100, 3 * self.o["trial_steps"]))
+        batches = (parts.batch_at(i) for i in range(steps))
+        try:
+            finder = find_learning_rate(copy.model, batches, min_lr=1e-7, max_lr=10.0,
+                                        num_steps=steps)
+            rate = float(finder.suggestion)
+        except ValueError as error:
+            self.notes.append(f"LR range test: {error}")
+            return None
+        if self.o["lr_range_test"]:
+            self.findings.append(finding(
+                "lr_suggestion",
+                f"The LR range test suggests {rate:.3g} (steepest {finder.steepest:.3g}) "
+                f"for {plan.name}.",
+                {"suggestion": rate, "steepest": float(finder.steepest), "optimizer": plan.name}))
+        return rate
+
+    def _overfit(self, copy, xb, yb, target):
+        loss, steps = math.nan, 0
+        for steps in range(1, self.o["overfit_steps"] + 1):
+            loss = copy.train(xb, yb)
+            if not math.isfinite(loss) or loss < target:
+                break
+        return loss, steps
+
+    def _overfit_and_baseline(self, copy, parts, chance, own):
+        """One batch of 16 memorized (by the model's optimizer, else Adam);
+        zeroing its inputs must then hurt."""
+        self.checks.append("overfit_one_batch")
+        xb, yb, unique = parts.one_batch(16)
+        scale = chance - self.floor if chance is not None else 1.0
+        fraction = self.t["overfit_fraction"]
+        target, limit = self.floor + 0.5 * fraction * scale, self.floor + fraction * scale
+        loss, steps, by = math.nan, 0, "the model's optimizer"
+        if own:
+            copy.reset()
+            loss, steps = self._overfit(copy, xb, yb, target)
+        if not loss < limit:
+            self._reference(copy, parts)
+            loss, steps = self._overfit(copy, xb, yb, target)
+            by = "Adam"
+        self._baseline(copy, _slice(xb, slice(0, unique)), yb[:unique], loss)
+        if chance is not None and not loss < limit:
+            floor = f", lowest possible {self.floor:.4g}" if self.floor else ""
+            self.findings.append(finding(
+                "cannot_overfit",
+                f"Trained for {steps} {by} steps on one batch of {unique}, a copy of the "
+                f"model only reached a loss of {loss:.4g} (chance {chance:.4g}{floor}).",
+                {"loss": loss, "chance": chance, "floor": self.floor, "steps": steps,
+                 "batch": unique}))
+
+    def _baseline(self, copy, xu, yu, real):
+        """The copy that trained on the batch (its last loss `real`), fed the
+        batch with its inputs zeroed, must do worse."""
+        self.checks.append("input_independent_baseline")
+        zero = copy.loss_of(keras.tree.map_structure(np.zeros_like, xu), yu)
+        if math.isfinite(real) and math.isfinite(zero) and real > self.t[
+                "ignores_input_ratio"] * zero:
+            self.findings.append(finding(
+                "ignores_input",
+                f"A copy trained on one batch has a loss of {real:.4g} on it, and "
+                f"{zero:.4g} with the inputs zeroed: the inputs do not help.",
+                {"real_inputs_loss": real, "zero_inputs_loss": zero}))
+
+    def _signal(self, copy, parts, counts, own):
+        """The loss on held-back examples must fall below the chance level:
+        below `floor + 0.9·(chance − floor)`, or by more than two standard
+        errors of its estimate (a slow learner is still learning)."""
+        if counts is None or len(parts.yh) < 32:
+            return
+        self.checks.append("learnable_signal")
+        chance = rules.entropy(rules.counts_like(parts.yh, counts))
+        limit = self.floor + self.t["signal_fraction"] * (chance - self.floor)
+        if own and self.trial["held_after"] < limit:
+            return  # the optimizer trial already shows it
+        steps, held, error, by = self.o["signal_steps"], math.inf, math.inf, "Adam"
+        for compiled in (("own",) if own and self._compiled == "own" else ()) + ("reference",):
+            if compiled == "reference":
+                self._reference(copy, parts)
+                by = "Adam"
+            else:
+                copy.reset()
+                by = "the model's optimizer"
+            for i in range(steps):
+                copy.train(*parts.batch_at(i))
+            held, error = copy.loss_with_error(parts.xh, parts.yh)
+            if held < limit or held < chance - 2 * error:
+                return
+        self.findings.append(finding(
+            "no_signal",
+            f"After {steps} steps ({by}) on the first {len(parts.y)} examples, the "
+            f"loss on {len(parts.yh)} held-back examples is {held:.4g} (± {error:.2g}), "
+            f"not below the chance level {chance:.4g}.",
+            {"held_back_loss": held, "standard_error": error, "chance": chance,
+             "steps": steps}))
+
+
+class _EagerStatistics(stats_lib.StatisticsRecorder):
+    """The activation statistics in one eager pass: tracing a function for a
+    single call costs more than the call (and a new one per check retraces)."""
+
+    def _compiled(self, name, fn):
+        return fn()
+
+
+def _activation_findings(model, x, y, t):
+    try:
+        recorder = _EagerStatistics(model, (x, y))
+        stds, dead = recorder.activations()
+    except (ValueError, NotImplementedError):
+        return []
+    record = {"step": 0, "activation_std": stds, "dead_fraction": dead,
+              "gradient_rms": [None] * len(stds), "update_ratio": None}
+    statistics = dict(recorder.metadata(), records=[record])
+    found = []
+    for f in stats_lib.detect(statistics, t):
+        if f.code in ("dead_relu", "vanishing_activations", "exploding_activations"):
+            f.message = "At initialization: " + f.message
+            found.append(f)
+    return found
+
+
+_VERDICT = {"nan": "optimizer_nan", "explodes": "optimizer_explodes",
+            "rises": "optimizer_rises", "flat": "optimizer_flat"}
+
+
+def _trial_finding(kind, plan, parts, losses, before, after, optimizer, norms, suggestion):
+    code = _VERDICT[kind]
+    losses = np.asarray(losses, "float64")
+    what = {"nan": "became NaN/Inf", "explodes": "exploded", "rises": "rose",
+            "flat": "did not move"}[kind]
+    message = (f"Compiled as the model is ({plan.describe()}), a copy trained "
+               f"{len(losses)} steps on the first batches of {parts.batch}: the loss of "
+               f"the examples it trained on {what}, {before:.4g} -> {after:.4g}")
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        message += f" (NaN/Inf at step {int(bad[0])})"
+    elif kind == "explodes":
+        message += f" (up to {losses.max():.4g} at step {int(np.argmax(losses))})"
+    message += "."
+    causes = trial_lib.causes(kind, plan, optimizer, norms)
+    advice = ADVICE[code]
+    if causes:
+        advice += " Here: " + "; ".join(causes) + "."
+    if suggestion is not None:
+        advice += (f" The LR range test suggests {suggestion:.3g} for {plan.name}: "
+                   f"`kt.callbacks.find_learning_rate(model, x, y, batch_size={parts.batch})"
+                   ".suggestion`.")
+    evidence = {"optimizer": plan.name, "learning_rate": plan.rate, "schedule": plan.schedule,
+                "peak_rate": plan.peak, "warmup_offset": plan.offset, "loss_before": before,
+                "loss_after": after, "step_losses": losses.tolist(),
+                "rates": plan.rates(optimizer, len(losses)), "causes": causes,
+                "suggested_learning_rate": suggestion}
+    return finding(code, message, evidence, advice=advice)

@@ -929,7 +929,7 @@ class Recipe:
         return model
 
     def fit(self, model, train, validation=None, epochs=None, batch_size=None, directory=None, callbacks=None, verbose="auto", seed=None,
-            from_logits=False):
+            from_logits=False, preflight=True):
         """Compiles and trains `model` with the recipe, steps per epoch taken from the data.
 
         Args:
@@ -947,12 +947,17 @@ class Recipe:
             from_logits: whether the model outputs logits; checked against
                 the model and, for array data, its outputs on the first
                 examples. Defaults to `False`.
+            preflight: run `kt.callbacks.Preflight` before the first step
+                (`kt.preflight.check` on a copy of the model, with the
+                recipe's optimizer; a few seconds) and stop a run it finds
+                an error in. Defaults to `True`.
 
         Returns:
             The `keras.callbacks.History` of the run.
 
         Raises:
             ValueError: without epochs, or for a dataset of unknown length.
+            kerastoolkit.callbacks.PreflightError: when preflight finds an error.
         """
         epochs = self._epochs(epochs)
         if epochs is None:
@@ -995,6 +1000,11 @@ class Recipe:
             recipe = self
         recipe.compile(model, steps_per_epoch=steps, epochs=epochs, batch_size=batch_size, from_logits=from_logits)
         every = recipe.callbacks(epochs=epochs, directory=directory, data=data_for_bn) + list(callbacks or [])
+        if preflight:  # first: it sees the optimizer as compiled, before the others' on_train_begin
+            from kerastoolkit.callbacks.preflight import Preflight
+
+            checked = train if isinstance(train, tf.data.Dataset) else (x, y)
+            every.insert(0, Preflight(checked, batch_size=batch_size, shuffle=True, verbose=int(verbose != 0)))
         return model.fit(
             dataset, validation_data=validation, epochs=epochs, callbacks=every, verbose=verbose, shuffle=False
         )

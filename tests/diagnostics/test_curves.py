@@ -109,6 +109,51 @@ def test_overfitting_possible():
     assert report.codes == ["overfitting_possible"]
 
 
+def _old_rule_fires(loss, val, k):
+    """The rule `overfitting_possible` had before validation had to stall:
+    training falls over the last `k` epochs, validation (3-epoch mean) gains
+    < 25% as much, the gap grows by > 10% of the best validation loss."""
+    vs = np.convolve(np.r_[val[0], val, val[-1]], np.ones(3) / 3, "valid")
+    vs[-1] = (val[-2] + val[-1]) / 2
+    train_drop = loss[-k] - loss[-1]
+    val_drop = vs[-k] - vs[-k:].min()
+    gap = (vs[-1] - loss[-1]) - (vs[-k] - loss[-k])
+    noise = np.median(np.abs(np.diff(val)))
+    return train_drop > 0 and val_drop < 0.25 * train_drop and gap > 0.1 * val.min() and gap > 2 * noise
+
+
+def test_no_overfitting_while_validation_is_still_at_its_best():
+    """Training falls faster than validation, but validation is still falling
+    and lowest at the last epoch: not overfitting (the rule used to say
+    `overfitting_possible` here)."""
+    loss = np.linspace(2.0, 0.1, 24)
+    val = np.r_[np.linspace(2.1, 0.8, 12), np.linspace(0.795, 0.74, 12)]
+    assert int(np.argmin(val)) == len(val) - 1 and _old_rule_fires(loss, val, 8)
+    report = diagnose({"loss": loss, "val_loss": val})
+    assert not {"overfitting_possible", "overfitting_definite"} & set(report.codes), str(report)
+
+
+def test_no_overfitting_while_validation_makes_new_lows_through_noise():
+    """The last epoch is a little above the one before, but the last epochs
+    went below everything before by more than the epoch-to-epoch noise."""
+    loss = np.linspace(2.0, 0.1, 24)
+    val = np.r_[np.linspace(2.1, 0.8, 12), np.linspace(0.79, 0.70, 12)]
+    val[-1] = val[-2] + 0.004  # a noisy last epoch
+    assert int(np.argmin(val)) == len(val) - 2 and _old_rule_fires(loss, val, 8)
+    report = diagnose({"loss": loss, "val_loss": val})
+    assert "overfitting_possible" not in report.codes, str(report)
+
+
+def test_a_real_run_whose_validation_stalls_is_still_possible_overfitting():
+    """`kerastoolkit train --dataset fashion_mnist` (seed 0, preset adam, 10
+    epochs), as recorded: validation was best at epoch 7 (0.2115), then 0.2167
+    and 0.2192 while the training loss kept falling."""
+    loss = [0.5413, 0.3690, 0.3262, 0.2963, 0.2778, 0.2597, 0.2485, 0.2361, 0.2264, 0.2136]
+    val = [0.3630, 0.2799, 0.2793, 0.2592, 0.2402, 0.2361, 0.2255, 0.2115, 0.2167, 0.2192]
+    report = diagnose({"loss": loss, "val_loss": val})
+    assert report.codes == ["overfitting_possible"], str(report)
+
+
 def test_not_converged():
     loss = np.linspace(2.3, 1.2, 10)
     report = diagnose({"loss": loss, "val_loss": loss + 0.05})
