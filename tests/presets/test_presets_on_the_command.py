@@ -79,7 +79,7 @@ def test_sgd_momentum_step_decays_weights_as_he_et_al():
 
     recipe = kt.presets.get("sgd_momentum_step")
     assert recipe.config["weight_decay"] is None  # not decoupled on top
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, use_bias=False)])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, use_bias=False, activation="softmax")])
     recipe.compile(model, steps_per_epoch=1, epochs=4, batch_size=128)
     kernel = model.layers[0].kernel
     with tf.GradientTape() as tape:
