@@ -269,18 +269,18 @@ def test_train_fashion_mnist_with_augmentation_serves_raw_uint8_images(tmp_path)
     """Issue 8's end-to-end case: `--augment geometric` trains, exports and serves raw uint8 pixels."""
     import kerastoolkit as kt
 
-    result = _run("train", "--dataset", "fashion_mnist", "--epochs", "1", "--augment", "geometric", "--validation-fraction", "0.5",
+    result = _run("train", "--dataset", "fashion_mnist", "--epochs", "1", "--augment", "geometric", "--validation-fraction", "0.9",
                   "--out", str(tmp_path / "fm"), "--verbose", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
-    assert accuracy > 0.7  # one augmented epoch on half the split of the 2-conv net; the published 2-conv baselines are 87.6-91.6%
+    assert accuracy > 0.6  # one augmented epoch on a tenth of the split (chance: 0.1); the published 2-conv baselines are 87.6-91.6%
     version = str(tmp_path / "fm" / "1")
     x_test, y_test = kt.data.load("fashion_mnist", "test", as_numpy=True, raw=True)
     assert x_test.dtype == np.uint8
     served = kt.export.load(version)
     outputs = served.predict(x_test[:500])
     served_accuracy = np.mean(np.argmax(outputs["probabilities"], axis=1) == y_test[:500])
-    assert served_accuracy > 0.65, served_accuracy
+    assert abs(served_accuracy - accuracy) < 0.08, (served_accuracy, accuracy)  # the tested model, on 500 images
     assert outputs["top_k_class_names"][0, 0].decode() in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
     # The augmentation is off at inference: the same images give the same probabilities.
