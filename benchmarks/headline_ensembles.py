@@ -3,7 +3,8 @@
     python benchmarks/headline_ensembles.py --models /tmp/kt_models --members 3 --seed 0
 
 Independent: `kt.models.Ensemble` of the M models `headline_accuracy.py`
-trained with the `accurate` preset (`full_s0.keras` ... in `--models`), E
+trained with the `accurate` preset (`full_s0.keras` ... in `--models`, or
+`--name`), E
 epochs each, M x E epochs in all. Snapshot: one run of the same preset for
 M x E epochs with a cyclic cosine rate restarted M times from its peak rate
 (`kt.callbacks.SnapshotEnsemble`, Huang et al. 2017; no one-cycle, no SWA),
@@ -41,6 +42,9 @@ def main():
     parser.add_argument("--models", required=True)
     parser.add_argument("--preset", default="accurate")
     parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--name", default="full",
+                        help="the members' file names in --models: NAME_s0.keras, NAME_s1.keras, ... "
+                             "(headline_accuracy.py saves RUN+LABEL_sSEED.keras)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/headline_ensembles.json")
     args = parser.parse_args()
@@ -49,7 +53,7 @@ def main():
     epochs = recipe.config["epochs"]
     results = Results(args.out)
     if not results.find(run="independent", seed=args.seed):
-        paths = [os.path.join(args.models, f"full_s{args.seed + i}.keras") for i in range(args.members)]
+        paths = [os.path.join(args.models, f"{args.name}_s{args.seed + i}.keras") for i in range(args.members)]
         members = [keras.saving.load_model(p) for p in paths]
         record = {"run": "independent", "seed": args.seed, "paths": paths, "epochs": args.members * epochs}
         record.update(evaluate(members, recipe, x_test, y_test))

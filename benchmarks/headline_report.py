@@ -1,6 +1,9 @@
 """The issue-23 tables of BENCHMARKS.md, from the JSON results of the headline benchmarks.
 
-    python benchmarks/headline_report.py [--results benchmarks/results]
+    python benchmarks/headline_report.py [--results benchmarks/results] [--label _b23]
+
+`--label L` keeps only the runs whose names end with `L` (the `--label` the
+benchmark was run with) and reports them under their names without it.
 """
 
 import argparse
@@ -10,12 +13,15 @@ import os
 import numpy as np
 
 
-def load(folder, name):
+def load(folder, name, label=""):
     path = os.path.join(folder, name)
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return json.load(f)
+        records = json.load(f)
+    if not label:
+        return records
+    return [dict(r, run=r["run"][: -len(label)]) for r in records if r["run"].endswith(label)]
 
 
 def mean_std(values):
@@ -123,11 +129,12 @@ def speed_tables(records):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--label", default="", help="report only the runs named with this suffix")
     args = parser.parse_args()
-    accuracy_tables(load(args.results, "headline_accuracy.json"))
-    distillation_table(load(args.results, "headline_distillation.json"))
-    speed_tables(load(args.results, "headline_speed.json"))
-    for r in load(args.results, "headline_ensembles.json"):
+    accuracy_tables(load(args.results, "headline_accuracy.json", args.label))
+    distillation_table(load(args.results, "headline_distillation.json", args.label))
+    speed_tables(load(args.results, "headline_speed.json", args.label))
+    for r in load(args.results, "headline_ensembles.json", args.label):
         print(f"{r['run']} ({r['epochs']} epochs in all): members {[round(100 * m, 2) for m in r['members']]}, "
               f"ensemble {100 * r['ensemble']:.2f}%, with TTA {100 * r['ensemble_tta']:.2f}%; members with TTA "
               f"{[round(100 * m, 2) for m in r['members_tta']]}")
