@@ -78,6 +78,9 @@ def distil(recipe, teacher, q, x, y, x_test, y_test, seed, args, epochs, tempera
 
 
 def soft_targets(kind, teacher, x, temperature, folder):
+    path = os.path.join(folder, f"{kind}_T{temperature:g}.npy")
+    if os.path.exists(path):  # the same teacher and images for every seed: computed once per process
+        return np.load(path)
     if kind == "stored":
         q = kt.models.soft_targets(teacher, x, temperature=temperature, teacher_outputs="probabilities")
     else:  # a black box: the exported SavedModel's served probabilities, nothing else
@@ -85,7 +88,6 @@ def soft_targets(kind, teacher, x, temperature, folder):
             if not os.path.isdir(os.path.join(folder, "teacher", "1")) else os.path.join(folder, "teacher", "1")
         served = kt.export.load(version)
         q = kt.models.soft_targets(served, x, temperature=temperature, teacher_outputs="probabilities")
-    path = os.path.join(folder, f"{kind}_T{temperature:g}.npy")
     np.save(path, q)
     return np.load(path)
 
