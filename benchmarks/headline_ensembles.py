@@ -61,7 +61,7 @@ def main():
         print(record, flush=True)
     if not results.find(run="snapshot", seed=args.seed):
         start, before = time.time(), machine()
-        snapshot = recipe.replace(schedule="cyclic_cosine", snapshots=args.members, swa=None,
+        snapshot = recipe.replace(schedule="cyclic_cosine", schedule_options={}, snapshots=args.members, swa=None,
                                   epochs=args.members * epochs)
         directory = tempfile.mkdtemp(prefix="kt_snapshots_")
         _, log = run_recipe(snapshot, x, y, x_test, y_test, args.seed, label="snapshot", directory=directory)
