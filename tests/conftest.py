@@ -25,6 +25,27 @@ if BACKEND == "tensorflow":
         pass
 
 
+# xdist's `loadfile` hands the files out in collection order (setup.cfg turns
+# off its reordering by test count, which put the one-test files, the longest
+# of all, last): these long files first, so that neither worker is left
+# running one of them while the other has nothing to do.
+LONGEST_FIRST = (
+    "tests/test_jax_backend.py",
+    "tests/test_readme.py",
+    "tests/test_console_script.py",
+    "tests/distribute/test_multi_worker.py",
+    "tests/test_cli.py",
+    "tests/test_import_graph.py",
+    "tests/examples/test_examples.py",
+    "tests/examples/test_examples_models.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order
+
+
 requires_tensorflow = pytest.mark.skipif(
     BACKEND != "tensorflow", reason="needs the TensorFlow backend"
 )

@@ -269,11 +269,12 @@ def test_train_fashion_mnist_with_augmentation_serves_raw_uint8_images(tmp_path)
     """Issue 8's end-to-end case: `--augment geometric` trains, exports and serves raw uint8 pixels."""
     import kerastoolkit as kt
 
+    # One augmented epoch on a tenth of the split; the preflight has tests of its own.
     result = _run("train", "--dataset", "fashion_mnist", "--epochs", "1", "--augment", "geometric", "--validation-fraction", "0.9",
-                  "--out", str(tmp_path / "fm"), "--verbose", "2")
+                  "--no-preflight", "--out", str(tmp_path / "fm"), "--verbose", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
-    assert accuracy > 0.6  # one augmented epoch on a tenth of the split (chance: 0.1); the published 2-conv baselines are 87.6-91.6%
+    assert accuracy > 0.6  # chance: 0.1; the published 2-conv baselines are 87.6-91.6% after full training
     version = str(tmp_path / "fm" / "1")
     x_test, y_test = kt.data.load("fashion_mnist", "test", as_numpy=True, raw=True)
     assert x_test.dtype == np.uint8

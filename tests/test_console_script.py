@@ -196,15 +196,19 @@ def test_ctrl_c_during_train_prints_one_line_cleans_up_and_exits_130(user):
     out = os.path.join(user.cwd, "interrupted", "models")
     process = subprocess.Popen([_console_script(), "train", "--out", out, "--verbose", "2"], cwd=user.cwd,
                                env=user.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    printed = []
     try:
         for line in process.stdout:  # interrupt once the first epoch is done
+            printed.append(line)
             if line.startswith("Epoch 2/"):
                 break
+        alive_at_signal = process.poll() is None
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
+    assert alive_at_signal and printed[-1].startswith("Epoch 2/"), "".join(printed)[-3000:]
     assert process.returncode == 130, stderr
     assert stderr.strip() == "kerastoolkit: interrupted"
     assert not os.path.exists(os.path.join(user.cwd, "interrupted"))  # nothing left behind

@@ -9,6 +9,7 @@ and exit status 2, before anything heavy is imported.
 import argparse
 import math
 import os
+import tempfile
 import sys
 
 PROG = "kerastoolkit"
@@ -99,6 +100,15 @@ def output_folder(text):
         raise argparse.ArgumentTypeError(f"cannot write to {text!r}: {existing!r} is not writable")
     if hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY:
         raise argparse.ArgumentTypeError(f"cannot write to {text!r}: {existing!r} is on a read-only file system")
+    # The permission bits do not tell everything (root passes them; /proc and
+    # similar file systems refuse folders): create an empty folder there and
+    # remove it, before any import or training.
+    try:
+        probe = tempfile.mkdtemp(prefix=".kerastoolkit-probe-", dir=existing)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"cannot write to {text!r}: {existing!r} refuses new folders ({error.strerror or error})") from None
+    os.rmdir(probe)
     return text
 
 def csv_file_problem(path, flag):

@@ -301,7 +301,8 @@ def run(args):
     try:
         with train._staging_folder(out) as staging:
             callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"), data=data.x_fit)
-            diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"))
+            diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"),
+                                                        early_stopping=train.early_stopping_of(callbacks))
             callbacks.append(diagnostics)  # last: its log has the rate PlateauDecay sets
             history = distiller.fit(training, epochs=epochs, validation_data=validation, shuffle=False,
                                     callbacks=callbacks, verbose=verbose)

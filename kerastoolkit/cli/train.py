@@ -419,7 +419,8 @@ def run(args):
             callbacks = recipe.callbacks(epochs=epochs, directory=os.path.join(staging, "snapshots"), data=x_fit)
             # Last, so that its per-epoch log (the CSVLogger format) has the effective
             # learning rate PlateauDecay writes into the logs.
-            diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"))
+            diagnostics = kt.callbacks.CurveDiagnostics(log_dir=os.path.join(staging, "diagnostics"),
+                                                        early_stopping=early_stopping_of(callbacks))
             callbacks.append(diagnostics)
             overrides = [
                 f"--{flag.replace('_', '-')} {getattr(args, flag)}"
@@ -455,6 +456,13 @@ def run(args):
             print(diagnostics.report)
         return fail(f"training failed: {error}")
     return 0
+
+
+def early_stopping_of(callbacks):
+    """The `keras.callbacks.EarlyStopping` among `callbacks`, for the diagnosis to judge the weights it keeps."""
+    import keras
+
+    return next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
 
 
 def _sizes(recipe, args):

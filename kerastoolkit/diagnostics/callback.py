@@ -99,11 +99,19 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         backup_dir: directory for the recorded history after each epoch
             (the `BackupAndRestore` directory), or `None`. Defaults to `None`.
         verbose: print the report at the end of training. Defaults to `0`.
+        early_stopping: the `keras.callbacks.EarlyStopping` of the same
+            `fit`. When it restores the best weights, the report judges the
+            model it leaves: overfitting after the restored epoch is
+            reported as `info` (see `diagnose(restored_epoch=...)`). Not
+            part of `get_config` (it is another callback of the same `fit`).
+            Defaults to `None`.
 
     Raises:
         ValueError: for an unknown code in `stop_on`, a non-positive
             `statistics_every` or `statistics_every` without
             `statistics_data`.
+        TypeError: if `early_stopping` is not a
+            `keras.callbacks.EarlyStopping`.
 
     Example:
 
@@ -125,8 +133,14 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         thresholds=None,
         backup_dir=None,
         verbose=0,
+        early_stopping=None,
     ):
         super().__init__()
+        if early_stopping is not None and not isinstance(early_stopping, keras.callbacks.EarlyStopping):
+            raise TypeError(
+                "`early_stopping` must be the `keras.callbacks.EarlyStopping` passed to the "
+                f"same fit, or None. Received: early_stopping={early_stopping!r}"
+            )
         if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
             raise TypeError(
                 f"`log_dir` must be a path or None. Received: log_dir={log_dir!r}"
@@ -170,6 +184,7 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
         self.backup_dir = _common.check_backup_dir(backup_dir)
         self._state_file = _common.StateFile(self.backup_dir, "curve_diagnostics")
         self.verbose = verbose
+        self.early_stopping = early_stopping
         # `on_train_batch_end` only appends floats: safe in Keras's callback
         # thread, so `fit` keeps dispatching batch-end callbacks
         # asynchronously. Statistics read the weights, so they run in
@@ -502,6 +517,7 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
             nan_origin=nan_origin,
             thresholds=self.thresholds,
             step_labels=self.step_labels(),
+            restored_epoch=self._restored_epoch(epoch_logs),
         )
         if self._healing is not None:
             healing.attach(self.report, self._healing.entries, epochs, batches)
@@ -521,6 +537,16 @@ class CurveDiagnostics(_common.ResumableMixin, keras.callbacks.Callback):
             self.write(chief_path(self.log_dir), losses, epochs, batches)  # chief only
         if self.verbose:
             print(self.report)
+
+    def _restored_epoch(self, epoch_logs):
+        """The epoch-log position of the weights `early_stopping` leaves, or None."""
+        es = self.early_stopping
+        if (es is None or not es.restore_best_weights or es.best_weights is None
+                or not epoch_logs or "val_loss" not in epoch_logs
+                or es.best_epoch not in self._epochs_seen):
+            return None
+        position = self._epochs_seen.index(es.best_epoch)
+        return position if np.isfinite(epoch_logs["val_loss"][position]) else None
 
     def write(self, log_dir, losses=None, epochs=None, batches=None):
         """Writes `steps.csv`, `epochs.csv`, `report.json` and `curves.png`."""

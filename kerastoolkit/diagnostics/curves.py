@@ -494,7 +494,7 @@ def detect_chance_plateau(c, x, unit, t):
 
 
 def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
-             nan_origin=None, thresholds=None, step_labels=None):
+             nan_origin=None, thresholds=None, step_labels=None, restored_epoch=None):
     """Diagnoses a training run from its learning curves.
 
     Reads the per-epoch logs and/or the per-step losses and returns a
@@ -533,6 +533,14 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
             them: a dict of arrays `size`, `label_sum`, `label_sq_sum`
             aligned with `steps`. Tells sorted data from a repeated order.
             Defaults to `None` (told apart by the loss swing alone).
+        restored_epoch: the epoch (0-based position in the epoch log) whose
+            weights the model was left with, as
+            `keras.callbacks.EarlyStopping(restore_best_weights=True)`
+            leaves the best epoch's. An `overfitting_definite` whose kept
+            epoch is within the rule's 4% of the best validation loss is
+            about the curve, not the model kept: it becomes `info` and says
+            so. Needs `epochs` with `val_loss`. Defaults to `None` (the last
+            epoch's weights were kept).
 
     Returns:
         A `Report`.
@@ -599,6 +607,8 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
     else:
         findings += _curve_findings(epoch_logs, step_losses, steps_per_epoch, t, notes,
                                     step_labels)
+    if restored_epoch is not None:
+        _judge_restored_weights(findings, epoch_logs, restored_epoch, t)
     if statistics:
         findings += stats_lib.detect(statistics, t)
     return Report(
@@ -607,6 +617,43 @@ def diagnose(epochs=None, steps=None, steps_per_epoch=None, statistics=None,
         steps=step_losses, steps_per_epoch=steps_per_epoch,
         statistics=statistics, notes=notes,
     )
+
+
+def _judge_restored_weights(findings, epoch_logs, restored_epoch, t):
+    """Says whether an overfitting finding concerns the weights the model kept."""
+    val = None if epoch_logs is None else epoch_logs.get("val_loss")
+    if val is None:
+        raise ValueError(
+            "`restored_epoch` needs the per-epoch logs with `val_loss` in `epochs`. "
+            f"Received: restored_epoch={restored_epoch!r}"
+        )
+    if (not isinstance(restored_epoch, (int, np.integer)) or isinstance(restored_epoch, bool)
+            or not 0 <= restored_epoch < len(val) or not np.isfinite(val[restored_epoch])):
+        raise ValueError(
+            f"`restored_epoch` must be the index of an epoch with a finite `val_loss` "
+            f"(0 to {len(val) - 1}). Received: restored_epoch={restored_epoch!r}"
+        )
+    kept = float(val[restored_epoch])
+    for finding in findings:
+        if finding.code != "overfitting_definite":
+            continue
+        best = finding.evidence["best_val_loss"]
+        finding.evidence.update(restored_epoch=int(restored_epoch), restored_val_loss=kept)
+        if kept - best <= t["overfitting_rise"] * abs(best):
+            finding.severity = "info"
+            finding.message += (
+                f" The weights were restored from epoch {int(restored_epoch)} (validation "
+                f"loss {kept:.4g}): the model kept is the one from before the rise."
+            )
+            finding.advice = (
+                "Nothing to undo in the model kept. To lower the best validation loss itself: "
+                "stronger regularization (weight decay, dropout, augmentation) or more data."
+            )
+        else:
+            finding.message += (
+                f" The weights restored, from epoch {int(restored_epoch)}, have a validation "
+                f"loss of {kept:.4g}, above the best."
+            )
 
 
 def _train_curve(epoch_logs, step_losses, t):

@@ -244,6 +244,48 @@ def test_tiny_training_set_large_model_is_overfitting_definite():
     assert cb.report.findings[0].evidence["best_epoch"] == int(np.argmin(val))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("restore", [True, False])
+def test_early_stopping_that_restores_the_best_weights_makes_overfitting_info(restore):
+    # The overfitting run above, stopped by Keras's EarlyStopping: with
+    # restore_best_weights the model kept is the best epoch's (its validation
+    # loss is the minimum of the log), so the finding is about the curve only.
+    x, y = digits(1797)
+    keras.utils.set_random_seed(0)
+    model = compile_(keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(512, activation="relu"),
+        keras.layers.Dense(512, activation="relu"),
+        keras.layers.Dense(10),
+    ]), keras.optimizers.Adam(3e-3))
+    stop = keras.callbacks.EarlyStopping(patience=6, restore_best_weights=restore)
+    cb = CurveDiagnostics(early_stopping=stop)
+    history = model.fit(**shuffled(x[:60], y[:60], batch_size=20), epochs=30, verbose=0,
+                        callbacks=[cb, stop], validation_data=(x[1400:], y[1400:]))
+    val = np.asarray(history.history["val_loss"])
+    assert len(val) < 30 and cb.report.codes == ["overfitting_definite"], str(cb.report)
+    finding = cb.report.findings[0]
+    kept_val_loss = model.evaluate(x[1400:], y[1400:], verbose=0)
+    if restore:
+        np.testing.assert_allclose(kept_val_loss, val.min(), rtol=1e-5)
+        assert finding.severity == "info" and finding.evidence["restored_epoch"] == int(np.argmin(val))
+        assert "model kept is the one from before the rise" in finding.message
+    else:  # the last epoch's weights, past the rise: still a warning
+        np.testing.assert_allclose(kept_val_loss, val[-1], rtol=1e-5)
+        assert finding.severity == "warning" and "restored_epoch" not in finding.evidence
+    with pytest.raises(TypeError, match="early_stopping=.*ModelCheckpoint"):
+        CurveDiagnostics(early_stopping=keras.callbacks.ModelCheckpoint("m.keras"))
+
+
+def test_restored_epoch_is_checked_against_the_log():
+    logs = {"loss": [1.0, 0.5, 0.3, 0.2], "val_loss": [1.0, 0.6, 0.7, 0.8]}
+    for bad in (4, -1, 1.0, True):
+        with pytest.raises(ValueError, match=f"restored_epoch={bad!r}"):
+            diagnose(logs, restored_epoch=bad)
+    with pytest.raises(ValueError, match="needs the per-epoch logs with `val_loss`"):
+        diagnose({"loss": [1.0, 0.5, 0.3, 0.2]}, restored_epoch=1)
+
+
 @requires_tensorflow
 def test_nan_under_xla_still_found_without_batch_capture():
     x, y = digits(128)

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.slow
 def test_export_digits_example(tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "export_digits.py"), "--epochs", "8", "--out", str(tmp_path / "m")],
+        [sys.executable, os.path.join(ROOT, "examples", "export_digits.py"), "--epochs", "4", "--out", str(tmp_path / "m")],
         capture_output=True, text=True, env=subprocess_env(), timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -146,6 +146,23 @@ def test_optimizer_only_broken_setups_are_named_with_their_numbers(setup):
     _assert_same_state(model, state)  # the optimizer tried was a copy
 
 
+def test_a_spike_the_trial_recovers_from_is_not_an_explosion():
+    """`kerastoolkit train --preset accurate --dataset fashion_mnist --seed 0` was
+    refused: its trial (Adam at the one-cycle's 4e-3 peak, 12 steps) went from
+    3.72 to 1.93, with one step at 11.27 (3.03x). A trial that ends clearly lower
+    (> 5%) than it began recovered; one that spikes and does not is still an
+    explosion."""
+    from kerastoolkit.preflight import checks
+    from kerastoolkit.preflight import trial
+
+    t = checks.DEFAULT_THRESHOLDS
+    recovered = [3.72, 5.1, 11.27, 6.0, 4.1, 3.2, 2.8, 2.5, 2.3, 2.1, 2.0, 1.95]
+    assert trial.verdict(3.72, 1.93, recovered, t) is None
+    stuck = recovered[:3] + [9.0] * 9
+    assert trial.verdict(3.72, 3.70, stuck, t) == "explodes"
+    assert trial.verdict(3.72, 12.0, recovered, t) == "explodes"
+
+
 @requires_tensorflow
 def test_the_trial_copies_wrapped_optimizers_under_mixed_precision():
     """`mixed_float16` wraps the optimizer in a LossScaleOptimizer around the
