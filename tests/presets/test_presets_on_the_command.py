@@ -1,9 +1,10 @@
 """Presets as `kerastoolkit train --preset P` runs them: their own sizes, an export.
 
 Whether every preset trains healthy (by the toolkit's own diagnosis) on each
-dataset it lists takes a full run per preset (30 epochs on digits, 3-10 on
-Fashion-MNIST): `benchmarks/presets_health.py` checks it and BENCHMARKS.md
-has its results; the suite only trains the new presets briefly here.
+dataset it lists takes a full run per preset: tests/presets/test_presets_health.py
+checks it on digits; the Fashion-MNIST runs (3-10 epochs of 60,000 images) are
+`benchmarks/presets_health.py`'s, with their results in BENCHMARKS.md. Here
+the new presets train briefly.
 """
 
 import argparse
