@@ -205,11 +205,12 @@ def test_ctrl_c_during_train_prints_one_line_cleans_up_and_exits_130(user):
         alive_at_signal = process.poll() is None
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        rest, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     assert alive_at_signal and printed[-1].startswith("Epoch 2/"), "".join(printed)[-3000:]
-    assert process.returncode == 130, stderr
+    # What it printed after the signal says whether the interrupt was lost (training ran on).
+    assert process.returncode == 130, f"stderr: {stderr!r}\nstdout after the signal:\n{rest[-3000:]}"
     assert stderr.strip() == "kerastoolkit: interrupted"
     assert not os.path.exists(os.path.join(user.cwd, "interrupted"))  # nothing left behind
 
