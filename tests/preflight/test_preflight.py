@@ -190,6 +190,32 @@ def test_the_trial_copies_wrapped_optimizers_under_mixed_precision():
 
 
 @requires_tensorflow
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_a_softmax_in_low_precision_is_a_distribution(policy):
+    """Under a mixed policy the softmax is computed and stored in 16 bits: its
+    rows sum to 1 only to within a few roundoffs (0.008 in bfloat16, 2^-8
+    each). `kerastoolkit train --preset fast` (mixed_bfloat16) was refused as
+    `logits_mismatch` for that. Outputs that are not a distribution (a
+    sigmoid per class, rows summing to about C/2) still are."""
+    x, y = digits()
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        softmax = compile_(mlp("softmax"), from_logits=False)
+        outputs = keras.ops.convert_to_numpy(softmax(x[:128]))
+        sigmoid = compile_(mlp("sigmoid"), from_logits=False)
+        reports = [kt.preflight.check(m, (x, y), **FAST) for m in (softmax, sigmoid)]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert str(outputs.dtype) == policy.split("_")[1]
+    if policy == "mixed_bfloat16":  # the case that was refused: more than the float32 tolerance of 1e-3
+        assert np.abs(outputs.astype("float64").sum(axis=-1) - 1).max() > 1e-3
+    assert "logits_mismatch" not in reports[0].codes, str(reports[0])
+    assert "logits_mismatch" in reports[1].codes, str(reports[1])
+
+
+@requires_tensorflow
 @pytest.mark.parametrize("setup", ["rescaling_warmup", "standardize_sgd_sorted",
                                    "normalization_label_smoothing"])
 def test_healthy_setups_judged_as_fit_will_train_them(setup):
