@@ -42,10 +42,10 @@ from _cnn import Results, accuracy, cnn, fashion, machine, plain_keras, run_reci
 
 ABLATION = {
     "full": {},
-    "no_augmentation": {"augmentation": None},
+    "no_augmentation": {"augmentation": None, "augmentation_options": {}},
     "no_label_smoothing": {"label_smoothing": 0.0},
     "no_swa": {"swa": None},
-    "untuned_schedule": {"schedule": None, "learning_rate": 1e-3},
+    "untuned_schedule": {"schedule": None, "schedule_options": {}, "learning_rate": 1e-3},
 }
 VIEW_SETS = {
     "flip": ["identity", "hflip"],
