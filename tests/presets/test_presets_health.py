@@ -23,10 +23,11 @@ from tests.conftest import requires_tensorflow
 DIGITS_PRESETS = [name for name in kt.presets.names() if kt.presets.get(name).config["dataset"] == "digits"]
 
 
-def test_the_digits_presets_are_the_ones_that_list_digits():
-    listed = {entry["name"]: kt.presets.get(entry["name"]).config["dataset"] for entry in kt.presets.list()}
-    assert set(DIGITS_PRESETS) == {name for name, dataset in listed.items() if dataset == "digits"}
-    assert len(DIGITS_PRESETS) >= 9 and set(listed.values()) <= {"digits", "fashion_mnist", "mnist1d"}
+def test_the_presets_that_claim_digits_are_all_checked():
+    # The nine of issue 23, item 6: none may drop out of the check below unnoticed.
+    assert set(DIGITS_PRESETS) >= {"adam", "karpathy_adam", "sgd_warmup_cosine", "snapshot_ensemble",
+                                   "sgd_momentum_step", "goyal_large_batch", "cosine_warmup_adamw", "swats",
+                                   "lookahead_adam"}
 
 
 @requires_tensorflow
@@ -47,5 +48,5 @@ def test_each_digits_preset_trains_healthy_through_the_command(name, tmp_path):
     # that early stopping's restored weights leave behind) says the model kept is fine.
     troubles = [f"{f['severity']} {f['code']}: {f['message']}" for f in report["findings"] if f["severity"] != "info"]
     assert not troubles, "\n".join(troubles)
-    # What "healthy" should mean on digits: the published small-CNN range (97-99%).
+    # Healthy on digits also means accurate: the presets reached 97.2-99.2% in BENCHMARKS.md.
     assert metadata["metrics"]["test_accuracy"] >= 0.96, metadata["metrics"]
